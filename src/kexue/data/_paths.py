@@ -1,8 +1,9 @@
 """Where kexue looks for raw data and where it caches converted arrays (spec 11 §1).
 
-* ``KEXUE_DATA`` (or ``--data-dir``): a directory the user fills with standard files, e.g. the IDX files
-  of MNIST under ``$KEXUE_DATA/mnist/``. Optional.
-* ``KEXUE_CACHE``: where converted ``.npz`` files go. Default ``$XDG_CACHE_HOME/kexue`` (``~/.cache/kexue``).
+* ``KEXUE_DATA`` (or ``--data-dir``): a directory the user fills with standard files, e.g. the IDX
+  files of MNIST under ``$KEXUE_DATA/mnist/``. Optional.
+* ``KEXUE_CACHE``: where converted ``.npz`` files go. Default ``$XDG_CACHE_HOME/kexue``
+  (``~/.cache/kexue``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ _data_dir_override: Path | None = None
 
 
 def set_data_dir(path: str | os.PathLike[str] | None) -> None:
-    """Set (or with ``None`` clear) the user data directory for this process (the CLI's ``--data-dir``)."""
+    """Set (``None``: clear) the user data directory for this process (the CLI's ``--data-dir``)."""
     global _data_dir_override
     if path is None:
         _data_dir_override = None
@@ -28,7 +29,7 @@ def set_data_dir(path: str | os.PathLike[str] | None) -> None:
 
 
 def data_dir() -> Path | None:
-    """The user data directory (``--data-dir`` or ``KEXUE_DATA``), or ``None`` when neither is set."""
+    """The user data directory (``--data-dir`` or ``KEXUE_DATA``), or ``None`` if neither is set."""
     if _data_dir_override is not None:
         return _data_dir_override
     value = os.environ.get("KEXUE_DATA")

@@ -10,14 +10,16 @@ import argparse
 import sys
 
 from ._errors import DatasetUnavailableError
-from ._images import DATASETS, _SOURCE_FINDERS, build_cache, normalize_dataset_name
+from ._images import _SOURCE_FINDERS, DATASETS, build_cache, normalize_dataset_name
 
 __all__ = ["main", "prepare"]
 
 
 def prepare(names: list[str] | None = None, *, force: bool = False) -> dict[str, str]:
-    """Build caches for ``names`` (default all cacheable); return ``{name: cache path or error}``."""
-    selected = sorted(_SOURCE_FINDERS) if names is None else [normalize_dataset_name(n) for n in names]
+    """Build caches for ``names`` (default all cacheable); return ``{name: path or error}``."""
+    selected = (
+        sorted(_SOURCE_FINDERS) if names is None else [normalize_dataset_name(n) for n in names]
+    )
     results: dict[str, str] = {}
     for name in selected:
         if name not in _SOURCE_FINDERS:
@@ -38,7 +40,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--all", action="store_true", help="prepare every dataset (the default)")
     group.add_argument(
-        "names", nargs="*", default=[], metavar="NAME", help=f"datasets: {', '.join(sorted(DATASETS))}"
+        "names",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help=f"datasets: {', '.join(sorted(DATASETS))}",
     )
     parser.add_argument("--force", action="store_true", help="rebuild caches that already exist")
     parser.add_argument(

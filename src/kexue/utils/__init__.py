@@ -1,4 +1,5 @@
-"""Shared conventions: seeding, devices, atomic writes, resumable checkpoints, typed configs, progress."""
+"""Shared conventions: seeding, devices, atomic writes, resumable checkpoints, typed configs,
+progress."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """Resumable checkpoints used by every trainer.
 
-``save_checkpoint`` writes atomically (temp file + rename), so a run killed at any moment leaves the last
-complete checkpoint. ``Checkpointer`` wraps the usual loop: restore if a checkpoint exists, save every
+``save_checkpoint`` writes atomically (temp file + rename), so a run killed at any moment
+leaves the last
+complete checkpoint. ``Checkpointer`` wraps the usual loop: restore if a checkpoint exists,
+save every
 ``every`` steps and at the end, and remember which step work resumes from.
 """
 
@@ -20,7 +22,8 @@ __all__ = ["Checkpointer", "load_checkpoint", "save_checkpoint"]
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> Path:
-    """Atomically ``torch.save`` a mapping (model/optimizer ``state_dict``s, step, RNG states, ...)."""
+    """Atomically ``torch.save`` a mapping (model/optimizer ``state_dict``s, step, RNG states,
+    ...)."""
     if not isinstance(state, Mapping):
         raise TypeError(f"checkpoint state must be a mapping, got {type(state).__name__}")
     with atomic_open(path, "wb") as handle:
@@ -68,7 +71,8 @@ class Checkpointer:
             checkpointer.maybe_save(step + 1)     # saves when (step + 1) % every == 0
         checkpointer.save(total_steps)
 
-    Any object with ``state_dict``/``load_state_dict`` can be registered. The torch RNG state is saved
+    Any object with ``state_dict``/``load_state_dict`` can be registered. The torch RNG state
+    is saved
     too, so a resumed run draws the same random numbers as an uninterrupted one.
     """
 
@@ -86,13 +90,16 @@ class Checkpointer:
         return self.path.is_file()
 
     def restore(self, *, map_location: str | torch.device | None = "cpu") -> int:
-        """Load every registered object's state if a checkpoint exists; return the step to resume from."""
+        """Load every registered object's state if a checkpoint exists; return the step to
+        resume from."""
         if not self.exists():
             return 0
         state = load_checkpoint(self.path, map_location=map_location)
         missing = sorted(set(self.objects) - set(state.get("objects", {})))
         if missing:
-            raise ValueError(f"checkpoint {self.path} lacks state for {missing}; delete it to restart")
+            raise ValueError(
+                f"checkpoint {self.path} lacks state for {missing}; delete it to restart"
+            )
         for name, obj in self.objects.items():
             obj.load_state_dict(state["objects"][name])
         _restore_rng_state(state.get("rng", {}))

@@ -1,7 +1,8 @@
 """Typed configs: dataclasses that round-trip to JSON.
 
 Subclass :class:`Config` with ``@dataclass``; nested configs, tuples, paths and enums survive
-``to_json``/``from_json``; unknown keys are rejected so a typo in a JSON file is an error, not a silent
+``to_json``/``from_json``; unknown keys are rejected so a typo in a JSON file is an error, not
+a silent
 default.
 """
 

@@ -8,7 +8,8 @@ __all__ = ["resolve_device"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` into a usable ``torch.device``.
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` into a usable
+    ``torch.device``.
 
     ``"auto"`` (or ``None``) picks CUDA when available, else CPU. Asking for a device that is not
     available raises ``ValueError`` instead of failing later inside a kernel.

@@ -26,16 +26,19 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> torch.Generato
 
     Args:
         seed: a non-negative integer.
-        deterministic: also ask torch for deterministic kernels (``torch.use_deterministic_algorithms``
-            with ``warn_only=True``) and set ``CUBLAS_WORKSPACE_CONFIG`` so CUDA matmuls are repeatable.
+        deterministic: also ask torch for deterministic kernels
+        (``torch.use_deterministic_algorithms``
+            with ``warn_only=True``) and set ``CUBLAS_WORKSPACE_CONFIG`` so CUDA matmuls are
+            repeatable.
 
     Returns:
-        A ``torch.Generator`` seeded with ``seed``: pass it to samplers that take ``generator=`` so that
+        A ``torch.Generator`` seeded with ``seed``: pass it to samplers that take
+        ``generator=`` so that
         their randomness does not depend on what else consumed the global stream.
     """
     seed = _check_seed(seed)
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeding the legacy global state is the point
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
