@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from kexue.data import DatasetUnavailableError
+from kexue.metrics import (
+    EXTRACTOR_DATASETS,
+    FEATURE_DIM,
+    InDomainClassifier,
+    class_probabilities,
+    extract_features,
+    extractor_metadata,
+    extractor_weights_path,
+    load_extractor,
+)
+from kexue.metrics import _extractor as extractor_module
+
+ACCURACY_TARGETS = {"mnist": 0.99, "fashion_mnist": 0.90}
+
+
+@pytest.mark.parametrize("dataset", EXTRACTOR_DATASETS)
+def test_shipped_weights_are_small_verified_and_accurate(dataset: str) -> None:
+    path = extractor_weights_path(dataset)
+    assert path.stat().st_size < 2 * 1024 * 1024
+    record = extractor_metadata(dataset)
+    assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert record["test_accuracy"] >= ACCURACY_TARGETS[dataset]
+    assert record["test_images"] == 10000
+    assert "train-extractor" in record["command"]
+    model = load_extractor(dataset)
+    assert not model.training
+    assert not any(parameter.requires_grad for parameter in model.parameters())
+
+
+def test_features_and_probabilities_shapes_and_dtypes() -> None:
+    model = load_extractor("mnist")
+    images = np.random.default_rng(0).integers(0, 256, (37, 28, 28), dtype=np.uint8)
+    features = extract_features(model, images, batch_size=10)
+    assert features.shape == (37, FEATURE_DIM)
+    assert features.dtype == np.float64
+    assert np.isfinite(features).all()
+    assert (features >= 0).all()  # post-ReLU
+    probabilities = class_probabilities(model, images)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_uint8_and_float_inputs_agree_and_batching_is_invisible() -> None:
+    model = load_extractor("fashion_mnist")
+    images = np.random.default_rng(1).integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    as_float = torch.from_numpy(images).float().div(255).unsqueeze(1)
+    np.testing.assert_allclose(
+        extract_features(model, images, batch_size=3),
+        extract_features(model, as_float, batch_size=20),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_tampered_weights_are_rejected(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    directory = Path(str(tmp_path))
+    source = extractor_weights_path("mnist")
+    (directory / "mnist_lenet.pt").write_bytes(source.read_bytes() + b"x")
+    (directory / "mnist_lenet.json").write_text(source.with_suffix(".json").read_text())
+    monkeypatch.setattr(
+        extractor_module, "extractor_weights_path", lambda dataset: directory / "mnist_lenet.pt"
+    )
+    extractor_module._load_cpu.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="sha256"):
+            load_extractor("mnist")
+        (directory / "mnist_lenet.pt").unlink()
+        with pytest.raises(FileNotFoundError, match="train-extractor"):
+            load_extractor("mnist")
+    finally:
+        extractor_module._load_cpu.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("images", "error", "match"),
+    [
+        (np.zeros((4, 32, 32), np.uint8), ValueError, "shape"),
+        (np.zeros((0, 28, 28), np.uint8), ValueError, "empty"),
+        (np.full((2, 28, 28), np.nan, np.float32), ValueError, "NaN"),
+        (np.full((2, 28, 28), -1.0, np.float32), ValueError, r"\[0, 1\]"),
+        (np.zeros((2, 28, 28), np.int64), TypeError, "uint8"),
+        ([[0.0]], TypeError, "numpy array or torch tensor"),
+    ],
+)
+def test_bad_images(images: object, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        extract_features(load_extractor("mnist"), images)  # type: ignore[arg-type]
+
+
+def test_unknown_dataset() -> None:
+    with pytest.raises(ValueError, match="no in-domain extractor"):
+        load_extractor("cifar10")
+    with pytest.raises(TypeError):
+        load_extractor(3)  # type: ignore[arg-type]
+
+
+def test_architecture_has_128_dim_penultimate_layer() -> None:
+    model = InDomainClassifier()
+    assert model.features(torch.zeros(2, 1, 28, 28)).shape == (2, 128)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.needs_data
+@pytest.mark.parametrize(("dataset", "threshold"), [("mnist", 0.985), ("fashion_mnist", 0.89)])
+def test_accuracy_recomputed_on_real_test_images(dataset: str, threshold: float) -> None:
+    from kexue.data import load_dataset
+
+    try:
+        test = load_dataset(dataset, "test")
+    except DatasetUnavailableError as error:
+        pytest.skip(str(error))
+    probabilities = class_probabilities(load_extractor(dataset), test.images[:2000])
+    assert (probabilities.argmax(axis=1) == test.labels[:2000]).mean() >= threshold
+
+
+def test_random_shift_moves_pixels_by_at_most_max_shift() -> None:
+    from kexue.metrics.train_extractor import _random_shift
+
+    images = torch.zeros(50, 1, 28, 28)
+    images[:, 0, 14, 14] = 1.0
+    shifted = _random_shift(images, 2, torch.Generator().manual_seed(0))
+    positions = torch.stack([(s[0] == 1).nonzero()[0] for s in shifted])
+    assert (positions - 14).abs().max() <= 2
+    assert len({tuple(p.tolist()) for p in positions}) > 5  # offsets actually vary
