@@ -262,3 +262,21 @@ def test_find_idx_file_variants(tmp_path: Path) -> None:
     plain = tmp_path / stem
     plain.write_bytes(b"")
     assert find_idx_file(tmp_path, stem) == plain
+
+
+def test_images_to_tensor_ranges_and_bad_input() -> None:
+    from kexue.data import images_to_tensor
+
+    images = np.array([[[0, 255]]], dtype=np.uint8)
+    assert torch.equal(images_to_tensor(images), torch.tensor([[[[0.0, 1.0]]]]))
+    assert torch.equal(
+        images_to_tensor(images, value_range="symmetric"), torch.tensor([[[[-1.0, 1.0]]]])
+    )
+    digits = np.array([[[0, 16]]], dtype=np.uint8)
+    assert torch.equal(images_to_tensor(digits, max_value=16), torch.tensor([[[[0.0, 1.0]]]]))
+    with pytest.raises(ValueError, match="value_range"):
+        images_to_tensor(images, value_range="bytes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        images_to_tensor(images[0])
+    with pytest.raises(ValueError, match="max_value"):
+        images_to_tensor(images, max_value=0)

@@ -132,3 +132,45 @@ def test_random_shift_moves_pixels_by_at_most_max_shift() -> None:
     positions = torch.stack([(s[0] == 1).nonzero()[0] for s in shifted])
     assert (positions - 14).abs().max() <= 2
     assert len({tuple(p.tolist()) for p in positions}) > 5  # offsets actually vary
+
+
+@pytest.mark.needs_data
+def test_training_resumes_after_a_kill_bit_for_bit(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    from kexue.data import load_mnist
+    from kexue.metrics import train_extractor as trainer
+
+    try:
+        load_mnist("train")
+    except DatasetUnavailableError as error:
+        pytest.skip(str(error))
+    root = Path(str(tmp_path))
+    settings = {"epochs": 2, "num_train": 256, "batch_size": 64, "seed": 5}
+    straight = trainer.train_classifier("mnist", out=root / "straight", **settings)
+
+    real_progress = trainer.progress
+    calls = {"n": 0}
+
+    def killing_progress(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second epoch starts: simulate a kill
+            raise KeyboardInterrupt
+        return real_progress(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "progress", killing_progress)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train_classifier("mnist", out=root / "resumed", **settings)
+    assert (root / "resumed" / ".mnist_lenet.checkpoint.pt").is_file()
+    assert not (root / "resumed" / "mnist_lenet.pt").exists()
+    monkeypatch.setattr(trainer, "progress", real_progress)
+    with pytest.raises(ValueError, match="delete it"):
+        trainer.train_classifier("mnist", out=root / "resumed", **{**settings, "seed": 6})
+    resumed = trainer.train_classifier("mnist", out=root / "resumed", **settings)
+    assert resumed["sha256"] == straight["sha256"]  # identical weights
+    assert resumed["train_images"] == 256
+    assert not (root / "resumed" / ".mnist_lenet.checkpoint.pt").exists()
+    with pytest.raises(ValueError, match="num_train"):
+        trainer.train_classifier("mnist", out=root / "x", num_train=0)

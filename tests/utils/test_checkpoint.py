@@ -125,3 +125,16 @@ def test_load_checkpoint_errors(tmp_path: Path) -> None:
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="mapping"):
         load_checkpoint(tmp_path / "list.pt")
+
+
+def test_generators_are_checkpointed(tmp_path: Path) -> None:
+    generator = torch.Generator().manual_seed(3)
+    checkpointer = Checkpointer(tmp_path / "g.pt", generator=generator)
+    torch.rand(5, generator=generator)
+    checkpointer.save(1)
+    expected = torch.rand(5, generator=generator)
+    fresh = torch.Generator().manual_seed(99)
+    assert Checkpointer(tmp_path / "g.pt", generator=fresh).restore() == 1
+    assert torch.equal(torch.rand(5, generator=fresh), expected)
+    checkpointer.remove()
+    assert not checkpointer.exists()

@@ -29,6 +29,7 @@ __all__ = [
     "DATASETS",
     "DatasetInfo",
     "LabelledImages",
+    "images_to_tensor",
     "load_dataset",
     "load_digits",
     "load_fashion_mnist",
@@ -145,13 +146,29 @@ class LabelledImages:
 
     def to_tensor(self, value_range: Literal["unit", "symmetric"] = "unit") -> Any:
         """Images as a float32 torch tensor ``(N, 1, H, W)`` in [0, 1] (``unit``) or [-1, 1]."""
-        import torch
+        return images_to_tensor(self.images, self.max_value, value_range)
 
-        if value_range not in ("unit", "symmetric"):
-            raise ValueError(f"value_range must be 'unit' or 'symmetric', got {value_range!r}")
-        tensor = torch.from_numpy(self.images.astype(np.float32) / float(self.max_value))
-        tensor = tensor.unsqueeze(1)
-        return tensor * 2.0 - 1.0 if value_range == "symmetric" else tensor
+
+def images_to_tensor(
+    images: np.ndarray,
+    max_value: int = 255,
+    value_range: Literal["unit", "symmetric"] = "unit",
+) -> Any:
+    """Integer images ``(N, H, W)`` as a float32 torch tensor ``(N, 1, H, W)``.
+
+    ``value_range="unit"`` maps ``0..max_value`` to [0, 1]; ``"symmetric"`` to [-1, 1] (the usual
+    range of a tanh generator).
+    """
+    import torch
+
+    if value_range not in ("unit", "symmetric"):
+        raise ValueError(f"value_range must be 'unit' or 'symmetric', got {value_range!r}")
+    if not isinstance(images, np.ndarray) or images.ndim != 3:
+        raise ValueError("images must be a numpy array of shape (N, H, W)")
+    if max_value <= 0:
+        raise ValueError(f"max_value must be positive, got {max_value}")
+    tensor = torch.from_numpy(images.astype(np.float32) / np.float32(max_value)).unsqueeze(1)
+    return tensor * 2.0 - 1.0 if value_range == "symmetric" else tensor
 
 
 def normalize_dataset_name(name: str) -> str:

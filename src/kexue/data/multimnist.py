@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._images import LabelledImages, load_fashion_mnist, load_mnist
+from ._images import LabelledImages, images_to_tensor, load_fashion_mnist, load_mnist
 
 __all__ = [
     "MULTI_MNIST_VARIANTS",
@@ -96,13 +96,7 @@ class MultiDigitImages:
 
     def to_tensor(self, value_range: Literal["unit", "symmetric"] = "unit") -> Any:
         """Images as a float32 torch tensor ``(N, 1, H, W)`` in [0, 1] (``unit``) or [-1, 1]."""
-        import torch
-
-        if value_range not in ("unit", "symmetric"):
-            raise ValueError(f"value_range must be 'unit' or 'symmetric', got {value_range!r}")
-        tensor = torch.from_numpy(self.images.astype(np.float32) / float(self.max_value))
-        tensor = tensor.unsqueeze(1)
-        return tensor * 2.0 - 1.0 if value_range == "symmetric" else tensor
+        return images_to_tensor(self.images, self.max_value, value_range)
 
     def label_tensors(self) -> tuple[Any, Any]:
         """``(labels_left, labels_right)`` as int64 torch tensors."""

@@ -186,12 +186,13 @@ def _multimnist_figure(ctx: ExperimentContext) -> list[list[object]]:
     plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(8, 4.3))
     rows: list[list[object]] = []
+    names = {"mnist": "MultiMNIST", "fashion_mnist": "Multi-(Fashion+MNIST)"}
     for axis, variant in zip(axes, ("mnist", "fashion_mnist"), strict=True):
         data = load_multi_mnist("test", variant=variant, num_examples=2000, seed=0)
         grid = image_grid(data.images[:36].astype(np.float64) / 255.0, 6, 6)
         axis.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
         axis.set_title(
-            f"Multi-{variant}: (left, right) labels of the first row:\n"
+            f"{names[variant]}: (left, right) labels of the first row:\n"
             + " ".join(
                 f"({a},{b})"
                 for a, b in zip(data.labels_left[:6], data.labels_right[:6], strict=True)
@@ -201,7 +202,7 @@ def _multimnist_figure(ctx: ExperimentContext) -> list[list[object]]:
         axis.set_axis_off()
         rows.append(
             [
-                f"multi-{variant}",
+                names[variant],
                 len(data.labels_left),
                 "x".join(map(str, data.images.shape[1:])),
                 float((data.labels_left == data.labels_right).mean()),

@@ -19,7 +19,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..utils import Config, atomic_open, atomic_write_json, progress, seed_everything
+from ..utils import (
+    Checkpointer,
+    Config,
+    atomic_open,
+    atomic_write_json,
+    load_checkpoint,
+    progress,
+    seed_everything,
+)
 from ._extractor import EXTRACTOR_DATASETS, InDomainClassifier, class_probabilities
 
 __all__ = [
@@ -74,10 +82,15 @@ def train_classifier(
     batch_size: int | None = None,
     seed: int | None = None,
     max_shift: int | None = None,
+    num_train: int | None = None,
     out: str | Path = DEFAULT_OUT,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Train, evaluate and save one extractor; return its JSON record (also written to disk)."""
+    """Train, evaluate and save one extractor; return its JSON record (also written to disk).
+
+    ``num_train`` limits training to the first ``num_train`` training images (for quick checks; the
+    shipped weights use the full split). A checkpoint after every epoch lets a killed run resume.
+    """
     from ..data import load_dataset
 
     if dataset not in EXTRACTOR_DATASETS:
@@ -95,16 +108,34 @@ def train_classifier(
     settings.validate()
     generator = seed_everything(settings.seed)
     train, test = load_dataset(dataset, "train"), load_dataset(dataset, "test")
-    images = train.to_tensor("unit")
-    labels = torch.from_numpy(np.array(train.labels, dtype=np.int64))
+    if num_train is not None and not 1 <= num_train <= len(train):
+        raise ValueError(f"num_train must be in [1, {len(train)}], got {num_train}")
+    images = train.to_tensor("unit")[:num_train]
+    labels = torch.from_numpy(np.array(train.labels[:num_train], dtype=np.int64))
     model = InDomainClassifier().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     steps_per_epoch = -(-len(labels) // settings.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch
     )
+    out = Path(out)
+    # One checkpoint per epoch: a killed run resumes at the last finished epoch, bit for bit.
+    checkpointer = Checkpointer(
+        out / f".{dataset}_lenet.checkpoint.pt", every=1, model=model, optimizer=optimizer,
+        scheduler=scheduler, generator=generator,
+    )  # fmt: skip
+    if checkpointer.exists():
+        saved = load_checkpoint(checkpointer.path).get("extra", {}).get("settings")
+        if saved != settings.to_dict():
+            raise ValueError(
+                f"{checkpointer.path} was written with settings {saved}, not {settings.to_dict()}; "
+                "delete it to start over"
+            )
+    start_epoch = checkpointer.restore(map_location=device)
+    if start_epoch:
+        print(f"{dataset}: resuming from the checkpoint after epoch {start_epoch}")
     started = time.perf_counter()
-    for epoch in range(settings.epochs):
+    for epoch in range(start_epoch, settings.epochs):
         model.train()
         order = torch.randperm(len(labels), generator=generator)
         bar = progress(range(steps_per_epoch), desc=f"{dataset} epoch {epoch + 1}", leave=False)
@@ -116,12 +147,12 @@ def train_classifier(
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             scheduler.step()
+        checkpointer.save(epoch + 1, settings=settings.to_dict())
     seconds = time.perf_counter() - started
     model.eval()
     model.cpu()
     probabilities = class_probabilities(model, test.images)
     accuracy = float((probabilities.argmax(axis=1) == test.labels).mean())
-    out = Path(out)
     weights = out / f"{dataset}_lenet.pt"
     with atomic_open(weights, "wb") as handle:
         torch.save(
@@ -133,6 +164,7 @@ def train_classifier(
         "feature_dim": 128,
         "test_accuracy": accuracy,
         "test_images": len(test),
+        "train_images": len(labels),
         "train_settings": {
             **settings.to_dict(),
             "optimizer": "Adam + OneCycleLR",
@@ -147,6 +179,7 @@ def train_classifier(
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
     }
     atomic_write_json(weights.with_suffix(".json"), record)
+    checkpointer.remove()
     return record
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..utils import resolve_device
+from ..utils import progress, progress_enabled, resolve_device
 from ._context import ExperimentContext
 from ._model import ExperimentResult
 from ._registry import Experiment, get_experiment, list_experiments
@@ -114,22 +114,32 @@ def run_experiments(
     store = ResultStore(out)
     run_config = {"mode": "quick" if quick else "full", "seeds": num_seeds, "device": resolved.type}
     results: list[ExperimentResult] = []
+    bar = progress(
+        total=len(experiments),
+        desc="kexue reproduce",
+        unit="experiment",
+        disable=not (echo and progress_enabled()),
+    )
+
+    def say(message: str) -> None:
+        if echo:
+            bar.write(message)  # printed above the bar (also when the bar is disabled)
+
     for experiment in experiments:
+        bar.set_postfix_str(experiment.name)
         if not force and store.is_done(experiment.name, run_config):
-            if echo:
-                print(f"[skip] {experiment.name}: finished result exists (use --force to re-run)")
+            say(f"[skip] {experiment.name}: finished result exists (use --force to re-run)")
             stored = store.load(experiment.name)
             assert stored is not None
             results.append(stored)
+            bar.update(1)
             continue
         if force:
             shutil.rmtree(store.directory(experiment.name), ignore_errors=True)
-        if echo:
-            print(
-                f"[run ] {experiment.name} ({run_config['mode']}, ~{experiment.quick_minutes:g} "
-                f"min quick) ...",
-                flush=True,
-            )
+        say(
+            f"[run ] {experiment.name} ({run_config['mode']}, ~{experiment.quick_minutes:g} "
+            "min quick) ..."
+        )
         result = _run_one(
             experiment,
             store,
@@ -140,14 +150,15 @@ def run_experiments(
         )
         store.save(result)
         results.append(result)
-        if echo:
-            counts = ", ".join(f"{v} {k}" for k, v in result.verdict_counts().items() if v)
-            print(
-                f"[{'done' if result.status == 'ok' else 'FAIL'}] {experiment.name} in "
-                f"{result.metadata['seconds']:.1f}s; claims: {counts or 'none'}",
-                flush=True,
-            )
+        counts = ", ".join(f"{v} {k}" for k, v in result.verdict_counts().items() if v)
+        status = "done" if result.status == "ok" else "FAIL"
+        say(
+            f"[{status}] {experiment.name} in {result.metadata['seconds']:.1f}s; "
+            f"claims: {counts or 'none'}"
+        )
+        bar.update(1)
         render_report(out)
+    bar.close()
     index = render_report(out)
     if echo:
         print(f"report: {index}")

@@ -71,7 +71,8 @@ class Checkpointer:
             checkpointer.maybe_save(step + 1)     # saves when (step + 1) % every == 0
         checkpointer.save(total_steps)
 
-    Any object with ``state_dict``/``load_state_dict`` can be registered. The torch RNG state
+    Any object with ``state_dict``/``load_state_dict`` (modules, optimizers, schedulers) and any
+    ``torch.Generator`` can be registered. The torch RNG state
     is saved
     too, so a resumed run draws the same random numbers as an uninterrupted one.
     """
@@ -80,14 +81,23 @@ class Checkpointer:
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         for name, obj in objects.items():
+            if isinstance(obj, torch.Generator):
+                continue  # saved through get_state/set_state
             if not (hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")):
-                raise TypeError(f"{name!r} has no state_dict/load_state_dict; cannot checkpoint it")
+                raise TypeError(
+                    f"{name!r} has no state_dict/load_state_dict and is not a torch.Generator; "
+                    "cannot checkpoint it"
+                )
         self.path = Path(path)
         self.every = every
         self.objects = dict(objects)
 
     def exists(self) -> bool:
         return self.path.is_file()
+
+    def remove(self) -> None:
+        """Delete the checkpoint (e.g. once the final artefact is written)."""
+        self.path.unlink(missing_ok=True)
 
     def restore(self, *, map_location: str | torch.device | None = "cpu") -> int:
         """Load every registered object's state if a checkpoint exists; return the step to
@@ -101,7 +111,10 @@ class Checkpointer:
                 f"checkpoint {self.path} lacks state for {missing}; delete it to restart"
             )
         for name, obj in self.objects.items():
-            obj.load_state_dict(state["objects"][name])
+            if isinstance(obj, torch.Generator):
+                obj.set_state(state["objects"][name])
+            else:
+                obj.load_state_dict(state["objects"][name])
         _restore_rng_state(state.get("rng", {}))
         return int(state["step"])
 
@@ -109,7 +122,10 @@ class Checkpointer:
         """Write a checkpoint for ``step`` (plus any JSON-like ``extra`` values) atomically."""
         state = {
             "step": int(step),
-            "objects": {name: obj.state_dict() for name, obj in self.objects.items()},
+            "objects": {
+                name: obj.get_state() if isinstance(obj, torch.Generator) else obj.state_dict()
+                for name, obj in self.objects.items()
+            },
             "rng": _rng_state(),
             "extra": extra,
         }
