@@ -100,3 +100,10 @@ def test_console_script_entry_point_runs() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("kexue ")
+
+
+def test_metrics_info_prints_recorded_accuracy(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["metrics", "info"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist" in out
+    assert "test accuracy 0.99" in out

@@ -13,7 +13,6 @@ import hashlib
 import importlib.metadata
 import importlib.resources
 import importlib.util
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -481,7 +480,3 @@ def load_dataset(name: str, split: str = "train") -> LabelledImages:
 def clear_memory_cache() -> None:
     """Forget the arrays held in memory (the on-disk cache stays)."""
     _memory.clear()
-
-
-def _environment_summary() -> dict[str, Any]:
-    return {"KEXUE_DATA": os.environ.get("KEXUE_DATA"), "cache_dir": str(cache_dir())}
