@@ -89,44 +89,6 @@ def test_c1_2_gran_is_unbounded() -> None:
     assert far.abs().max() > 100
 
 
-# ----------------------------------------------------------------------------- C1.3
-
-
-def _largest_jumps(critic: nn.Module, x0: torch.Tensor, v: torch.Tensor, step: float):
-    s = torch.arange(-3.0, 3.0 + step / 2, step, dtype=torch.float64)
-    f_jump = f_hat_jump = 0.0
-    pair_ratio = 0.0
-    previous_f = previous_f_hat = None
-    for chunk in s.split(200_000):
-        points = x0 + chunk[:, None] * v
-        output = normalize_gradient(critic, points, "gn", create_graph=False)
-        f, f_hat = output.f.detach(), output.f_hat.detach()
-        if previous_f is not None:
-            f = torch.cat([previous_f, f])
-            f_hat = torch.cat([previous_f_hat, f_hat])
-        f_jump = max(f_jump, f.diff().abs().max().item())
-        jumps = f_hat.diff().abs()
-        f_hat_jump = max(f_hat_jump, jumps.max().item())
-        pair_ratio = max(pair_ratio, jumps.max().item() / (step * v.norm().item()))
-        previous_f, previous_f_hat = f[-1:], f_hat[-1:]
-    return f_jump, f_hat_jump, pair_ratio
-
-
-def test_c1_3_gn_critic_is_discontinuous_while_f_is_continuous() -> None:
-    critic = relu_mlp(0)
-    generator = torch.Generator().manual_seed(1)
-    x0 = torch.randn(2, dtype=torch.float64, generator=generator)
-    v = torch.nn.functional.normalize(
-        torch.randn(2, dtype=torch.float64, generator=generator), dim=0
-    )
-    results = {h: _largest_jumps(critic, x0, v, h) for h in (6e-3, 6e-4, 6e-5, 6e-6)}
-    f_coarse, f_hat_coarse, _ = results[6e-3]
-    f_fine, f_hat_fine, pair_ratio = results[6e-6]
-    assert f_hat_fine >= 0.5 * f_hat_coarse  # the jump of f_hat does not shrink with the step
-    assert f_coarse / f_fine >= 100  # while f's does (it is continuous)
-    assert pair_ratio > 1e3  # close pairs across a boundary: |Δf_hat|/|Δx| > 1000
-
-
 # ----------------------------------------------------------------------------- C1.4
 
 

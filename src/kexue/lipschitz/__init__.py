@@ -16,6 +16,7 @@ from ._constraints import (
     SpectralNormConstraint,
     make_constraint,
 )
+from ._diagnostics import LineJumps, critic_gradient_norms, line_jumps, linear_region_ids
 from ._generator_step import GeneratorStepMode, gn_generator_backward, has_smooth_activations
 from ._layers import apply_spectral_norm, clip_weights_
 from ._losses import LOSSES, LossName, critic_loss, generator_loss
@@ -49,6 +50,7 @@ __all__ = [
     "GradientNormalizedCritic",
     "GradientPenaltyConstraint",
     "LazyInterval",
+    "LineJumps",
     "LipschitzConstraint",
     "LossName",
     "NormalizationMethod",
@@ -58,6 +60,7 @@ __all__ = [
     "apply_spectral_norm",
     "assert_no_batch_coupling",
     "clip_weights_",
+    "critic_gradient_norms",
     "critic_loss",
     "default_eps",
     "generator_loss",
@@ -66,6 +69,8 @@ __all__ = [
     "has_smooth_activations",
     "input_gradient_norm",
     "lazy_optimizer_hyperparameters",
+    "line_jumps",
+    "linear_region_ids",
     "make_constraint",
     "normalize_gradient",
     "normalized_score_from_gradient",
