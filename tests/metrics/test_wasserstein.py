@@ -43,3 +43,17 @@ def test_bad_input() -> None:
         w1_exact(np.zeros(5), np.zeros(5))
     with pytest.raises(ValueError, match="at least 1 rows"):
         w1_exact(np.zeros((0, 2)), np.zeros((0, 2)))
+
+
+def test_torch_inputs_and_float32() -> None:
+    x = torch.randn(10, 2, generator=torch.Generator().manual_seed(0))
+    assert w1_exact(x, x + torch.tensor([3.0, 4.0])) == pytest.approx(5.0, rel=1e-6)
+
+
+def test_bad_input_types() -> None:
+    with pytest.raises(TypeError, match="numpy array or torch tensor"):
+        w1_exact([[0.0, 1.0]], np.zeros((1, 2)))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="NaN"):
+        w1_exact(np.full((3, 2), np.nan), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="equal-size"):
+        w1_exact(np.zeros((3, 2)), np.zeros((3, 3)))

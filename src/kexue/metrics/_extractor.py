@@ -1,12 +1,12 @@
 """In-domain feature extractors: LeNet classifiers trained on real MNIST / Fashion-MNIST (spec 11
-§6).
+§6, steps 1-2).
 
 No package ships Inception weights, so kexue measures sample quality in the 128-d penultimate
-features
-of a small classifier trained on the real training split. Weights ship inside the package with their
-test accuracy and provenance (``weights/<dataset>_lenet.json``). Distances computed in this space
-are
-"FID (in-domain LeNet features)": **not** comparable to Inception FIDs.
+features of a small classifier trained on the real training split. The weights ship inside the
+package (``weights/<dataset>_lenet.pt``, float32 ``state_dict``) with a JSON record of their test
+accuracy, training settings, provenance, retraining command and sha256, which :func:`load_extractor`
+verifies. Distances computed in this space are "FID (in-domain LeNet features)": **not**
+comparable to Inception FIDs.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ import hashlib
 import importlib.resources
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ._validation import check_int
 
 __all__ = [
     "EXTRACTOR_DATASETS",
@@ -57,14 +59,24 @@ class InDomainClassifier(nn.Module):
         self.dropout = nn.Dropout(0.3)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate 128-d activations (after ReLU) of float images ``(N, 1, 28, 28)``."""
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         features: torch.Tensor = F.relu(self.fc1(x.flatten(1)))
         return features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(N, num_classes)`` (dropout is active only in training mode)."""
         logits: torch.Tensor = self.fc2(self.dropout(self.features(x)))
         return logits
+
+
+def _load_split(dataset: str, split: Literal["train", "test"]) -> Any:
+    """The real ``split`` of ``dataset`` through ``kexue.data`` (``.images`` uint8, ``.labels``)."""
+    from ..data import load_fashion_mnist, load_mnist
+
+    loader = load_mnist if _check_dataset(dataset) == "mnist" else load_fashion_mnist
+    return loader(split)
 
 
 def _check_dataset(dataset: str) -> str:
@@ -79,18 +91,27 @@ def _check_dataset(dataset: str) -> str:
 
 
 def extractor_weights_path(dataset: str) -> Path:
-    """Path of the shipped weights ``weights/<dataset>_lenet.pt``."""
+    """Path of the shipped weights ``weights/<dataset>_lenet.pt`` (the file may be missing).
+
+    ``dataset``: ``"mnist"`` or ``"fashion_mnist"`` (``"fashion-mnist"`` and upper case accepted).
+    """
     key = _check_dataset(dataset)
     return Path(str(importlib.resources.files("kexue.metrics") / "weights" / f"{key}_lenet.pt"))
 
 
 def extractor_metadata(dataset: str) -> dict[str, Any]:
-    """The JSON record next to the weights: test accuracy, training settings, sha256, command."""
+    """The JSON record next to the weights (spec 11 §6, step 2).
+
+    Keys include ``test_accuracy``, ``train_settings``, ``torch``, ``date``, ``command`` (the exact
+    retraining command) and ``sha256`` of the ``.pt`` file.
+
+    Raises:
+        FileNotFoundError: the record is missing (the message says how to retrain).
+    """
     path = extractor_weights_path(dataset).with_suffix(".json")
     if not path.is_file():
         raise FileNotFoundError(
-            f"no extractor record at {path}; retrain with `kexue metrics train-extractor "
-            f"--dataset {_check_dataset(dataset)}`"
+            f"no extractor record at {path}; {_retrain_hint(_check_dataset(dataset))}"
         )
     result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return result
@@ -100,43 +121,49 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _retrain_hint(dataset: str) -> str:
+    return (
+        f"retrain with `kexue metrics train-extractor --dataset {dataset}` (or `python -m "
+        f"kexue.metrics.train_extractor --dataset {dataset}`), or reinstall kexue"
+    )
+
+
 @functools.lru_cache(maxsize=4)
-def _load_cpu(dataset: str) -> InDomainClassifier:
+def _verified_state(dataset: str) -> dict[str, torch.Tensor]:
+    """The shipped ``state_dict`` of ``dataset`` after checking its sha256 (cached per process)."""
     path = extractor_weights_path(dataset)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"no extractor weights at {path}; retrain with `kexue metrics train-extractor "
-            f"--dataset {dataset}`"
-        )
+        raise FileNotFoundError(f"no extractor weights at {path}; {_retrain_hint(dataset)}")
     expected = extractor_metadata(dataset).get("sha256")
     actual = _sha256(path)
     if expected != actual:
         raise ValueError(
             f"extractor weights {path} have sha256 {actual}, but the record says {expected}: "
-            "the file was modified; reinstall kexue or retrain and record it"
+            f"the file was modified or does not belong to its record; {_retrain_hint(dataset)}"
         )
-    model = InDomainClassifier()
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    model.eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    return model
+    state: dict[str, torch.Tensor] = torch.load(path, map_location="cpu", weights_only=True)
+    return state
 
 
 def load_extractor(dataset: str, device: str | torch.device = "cpu") -> InDomainClassifier:
-    """The frozen, eval-mode classifier for ``"mnist"`` or ``"fashion_mnist"`` (checksum
-    verified)."""
-    model = _load_cpu(_check_dataset(dataset))
-    target = torch.device(device)
-    return model if target.type == "cpu" else _copy_to(model, target)
+    """The shipped in-domain classifier for ``dataset``, frozen and in eval mode (spec 11 §6).
 
+    The weights' sha256 is checked against the JSON record on first use (then cached per
+    process); every call returns a fresh model, so modifying one does not affect later calls.
 
-def _copy_to(model: InDomainClassifier, device: torch.device) -> InDomainClassifier:
-    clone = InDomainClassifier().to(device)
-    clone.load_state_dict(model.state_dict())
-    clone.eval()
-    clone.requires_grad_(False)
-    return clone
+    Args:
+        dataset: ``"mnist"`` or ``"fashion_mnist"``.
+        device: where the returned model lives.
+
+    Raises:
+        FileNotFoundError: weights or record missing (the message names the retraining command).
+        ValueError: unknown dataset, or the weights do not match the recorded sha256.
+    """
+    model = InDomainClassifier()
+    model.load_state_dict(_verified_state(_check_dataset(dataset)))
+    model.eval()
+    model.requires_grad_(False)
+    return model.to(torch.device(device))
 
 
 def _as_image_batch(images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -184,8 +211,12 @@ def _batched(
     batch_size: int,
     head: bool,
 ) -> np.ndarray:
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not isinstance(model, InDomainClassifier):
+        raise TypeError(
+            f"model must be an InDomainClassifier (use kexue.metrics.load_extractor(dataset)), "
+            f"got {type(model).__name__}"
+        )
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     batch = _as_image_batch(images)
     device = next(model.parameters()).device
     was_training = model.training
@@ -202,9 +233,18 @@ def _batched(
 def extract_features(
     model: InDomainClassifier, images: np.ndarray | torch.Tensor, *, batch_size: int = 1000
 ) -> np.ndarray:
-    """128-d penultimate features, float64 ``(N, 128)``.
+    """128-d penultimate (post-ReLU) features of ``model``, float64 ``(N, 128)`` (spec 11 §6).
 
-    ``images``: uint8 ``(N, 28, 28)`` (0..255) or float ``(N, [1,] 28, 28)`` in [0, 1].
+    Args:
+        model: an :class:`InDomainClassifier`, normally from :func:`load_extractor`; it is run in
+            eval mode (its mode is restored afterwards) on its own device.
+        images: uint8 ``(N, 28, 28)`` or ``(N, 1, 28, 28)`` in 0..255 (numpy or torch), or float
+            of the same shapes in [0, 1] (map tanh outputs with ``(x + 1) / 2``).
+        batch_size: images per forward pass.
+
+    Raises:
+        TypeError: wrong model, container or dtype (e.g. int64 images).
+        ValueError: wrong shape, empty input, NaN/inf, or float values outside [0, 1].
     """
     return _batched(model, images, batch_size, head=False)
 
@@ -212,5 +252,9 @@ def extract_features(
 def class_probabilities(
     model: InDomainClassifier, images: np.ndarray | torch.Tensor, *, batch_size: int = 1000
 ) -> np.ndarray:
-    """Softmax class probabilities, float64 ``(N, 10)``; same inputs as :func:`extract_features`."""
+    """Softmax class probabilities of ``model``, float64 ``(N, 10)``, rows summing to 1.
+
+    Same arguments and errors as :func:`extract_features`; feed the result to
+    :func:`classifier_score` (spec 11 §6, step 5) or compare its argmax with labels.
+    """
     return _batched(model, images, batch_size, head=True)
