@@ -11,7 +11,10 @@ import importlib
 __all__ = ["EXPERIMENT_MODULES", "load_all"]
 
 #: Modules that register experiments, in report order.
-EXPERIMENT_MODULES: tuple[str, ...] = ("kexue.experiments.data_overview",)
+EXPERIMENT_MODULES: tuple[str, ...] = (
+    "kexue.experiments.data_overview",
+    "kexue.experiments.lipschitz",
+)
 
 
 def load_all() -> None:
