@@ -17,13 +17,14 @@ PIP := $(BIN)/python -m pip
 # Debian packages: Fashion-MNIST (spec 11 §3.2) and Chromium for the report's browser test.
 APT_PACKAGES := dataset-fashion-mnist chromium
 
-.PHONY: reproduce test test-slow lint typecheck venv torch system-deps clean help
+.PHONY: reproduce test test-slow lint typecheck bench venv torch system-deps clean help
 
 help:
 	@echo "make reproduce   # set up and run every experiment (--quick), report in reports/latest/index.html"
 	@echo "make test        # set up and run the default test suite"
 	@echo "make test-slow   # the long experiment tests (marked slow)"
 	@echo "make lint typecheck"
+	@echo "make bench       # benchmarks against the anchor libraries -> benchmarks/results/"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,14 +67,18 @@ test-slow: system-deps torch $(VENV)/.stamp-test
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp-test
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 typecheck: $(VENV)/.stamp-test
 	$(BIN)/mypy
 
-
-
+# Benchmarks against the anchors of spec 12. Anchors that declare torch/torchvision/tensorflow are
+# installed with --no-deps so that torch is never replaced; missing anchors are reported, not fatal.
+BENCH_ANCHORS ?= torch-mimicry==0.1.16
+bench: $(VENV)/.stamp-test
+	-$(PIP) install --quiet --no-deps $(BENCH_ANCHORS)
+	$(BIN)/python benchmarks/lipschitz.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) reports/latest .pytest_cache .mypy_cache .ruff_cache
