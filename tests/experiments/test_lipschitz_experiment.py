@@ -53,6 +53,7 @@ def test_lipschitz_runs_end_to_end_and_resumes(
     assert all(c.passed for c in normalised)
     assert {figure.filename for figure in result.figures} >= {
         "toy_samples.png",
+        "gradient_norms.png",
         "discontinuity.png",
         "mnist_samples.png",
     }
