@@ -1,0 +1,148 @@
+"""Importance weights and training objectives (spec 02 §3.2, formulas (5) and (6)).
+
+``log w_i = log decoder(x | z_i) + log prior(z_i) - log encoder(z_i | x)`` with
+``z_i ~ encoder(. | x)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.distributions import kl_divergence
+
+from ._protocol import LatentVariableModel, check_model
+
+__all__ = [
+    "check_data",
+    "check_log_prob_shapes",
+    "iwae_loss",
+    "log_weights",
+    "multi_sample_vae_loss",
+    "vae_loss",
+]
+
+
+def check_data(x: object, name: str = "x") -> torch.Tensor:
+    """``x`` if it is a non-empty, finite, floating-point batch ``[B, ...]``; else a clear error."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be floating point, got {x.dtype}; use x.float() or x.double()"
+        )
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty batch [B, ...], got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf; clean the data before estimating densities")
+    return x
+
+
+def _check_samples(num_samples: object) -> int:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
+    return num_samples
+
+
+def log_weights(model: LatentVariableModel, x: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """Log importance weights ``[B, M]`` with reparameterised samples (differentiable)."""
+    check_model(model)
+    x = check_data(x)
+    num_samples = _check_samples(num_samples)
+    proposal = model.encode(x)
+    z = proposal.rsample(torch.Size([num_samples]))  # [M, B, ...]
+    terms = {
+        "decode(z).log_prob(x)": model.decode(z).log_prob(x),
+        "prior().log_prob(z)": model.prior().log_prob(z),
+        "encode(x).log_prob(z)": proposal.log_prob(z),
+    }
+    check_log_prob_shapes(terms, (num_samples, x.shape[0]))
+    weights = (
+        terms["decode(z).log_prob(x)"]
+        + terms["prior().log_prob(z)"]
+        - terms["encode(x).log_prob(z)"]
+    )
+    return weights.transpose(0, 1)
+
+
+def check_log_prob_shapes(terms: dict[str, torch.Tensor], expected: tuple[int, int]) -> None:
+    """Each log-density must be ``[samples, points]``; a per-dimension ``log_prob`` (a plain
+    ``Normal`` instead of ``Independent(Normal, 1)``) is the usual cause of a mismatch."""
+    for name, value in terms.items():
+        if tuple(value.shape) != expected:
+            raise ValueError(
+                f"{name} has shape {tuple(value.shape)}, expected {expected} (samples, points): "
+                "log_prob must sum over the event dimensions; wrap per-dimension distributions "
+                "in torch.distributions.Independent(..., 1)"
+            )
+
+
+def iwae_loss(
+    model: LatentVariableModel, x: torch.Tensor, num_samples: int, *, reduction: str = "mean"
+) -> torch.Tensor:
+    """IWAE loss (6): ``-(logsumexp_i log w_i - log M)`` per point; ``M = 1`` is the single-sample
+    VAE objective (5).
+
+    There is no ``beta``: a weighted KL has no meaning inside the importance-weighted bound, and
+    silently ignoring it is a known bug elsewhere (spec 02 §3.2).
+    """
+    weights = log_weights(model, x, num_samples)
+    losses = -(torch.logsumexp(weights, dim=1) - math.log(num_samples))
+    return _reduce(losses, reduction)
+
+
+def multi_sample_vae_loss(
+    model: LatentVariableModel, x: torch.Tensor, num_samples: int, *, reduction: str = "mean"
+) -> torch.Tensor:
+    """The IWAE paper's "VAE with k samples": ``-(1/M) sum_i log w_i`` per point."""
+    losses = -log_weights(model, x, num_samples).mean(dim=1)
+    return _reduce(losses, reduction)
+
+
+def vae_loss(
+    model: LatentVariableModel,
+    x: torch.Tensor,
+    *,
+    analytic_kl: bool = True,
+    beta: float = 1.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Negative ELBO with one reparameterised sample: ``-log decoder(x|z) + beta * KL``.
+
+    With ``analytic_kl`` the KL of encoder to prior is ``torch.distributions.kl_divergence`` (exact
+    for Gaussians; a ``NotImplementedError`` from torch falls back to the one-sample estimate
+    ``log encoder(z|x) - log prior(z)``, whose expectation is the same). With ``beta = 1`` its
+    expectation equals the ``M = 1`` IWAE loss (C2.6).
+    """
+    check_model(model)
+    x = check_data(x)
+    if (
+        not isinstance(beta, int | float)
+        or isinstance(beta, bool)
+        or not math.isfinite(beta)
+        or beta < 0
+    ):
+        raise ValueError(f"beta must be a finite float >= 0, got {beta!r}")
+    proposal = model.encode(x)
+    z = proposal.rsample()
+    reconstruction = -model.decode(z).log_prob(x)
+    prior = model.prior()
+    kl: torch.Tensor | None = None
+    if analytic_kl:
+        try:
+            kl = kl_divergence(proposal, prior)
+        except NotImplementedError:
+            kl = None
+    if kl is None:
+        kl = proposal.log_prob(z) - prior.log_prob(z)
+    return _reduce(reconstruction + beta * kl, reduction)
+
+
+def _reduce(losses: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    if reduction == "none":
+        return losses
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
