@@ -26,11 +26,13 @@ from ._models import (
 )
 from ._objectives import iwae_loss, log_weights, multi_sample_vae_loss, vae_loss
 from ._protocol import LatentVariableModel, check_model
+from ._training import DensityTrainingConfig, binarize, train_density_model
 from .oracle import LinearGaussian, WithProposal
 
 __all__ = [
     "BernoulliDecoder",
     "ChainDistribution",
+    "DensityTrainingConfig",
     "GaussianDecoder",
     "GaussianEncoder",
     "LatentModel",
@@ -39,6 +41,7 @@ __all__ = [
     "LogLikelihoodEstimate",
     "TwoLayerModel",
     "WithProposal",
+    "binarize",
     "bits_per_dim",
     "check_model",
     "dequantized_bits_per_dim",
@@ -48,5 +51,6 @@ __all__ = [
     "log_weights",
     "multi_sample_vae_loss",
     "standard_normal",
+    "train_density_model",
     "vae_loss",
 ]

@@ -119,7 +119,9 @@ def log_likelihood(
     samples_per_chunk = min(num_samples, pairs)
     starts = range(0, x.shape[0], points_per_chunk)
     results: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    bar = progress(starts, desc="log-likelihood", unit="chunk", disable=not show_progress)
+    bar = progress(
+        starts, desc="log-likelihood", unit="chunk", disable=None if show_progress else True
+    )
     with torch.no_grad():
         for start in bar:
             batch = x[start : start + points_per_chunk]
