@@ -14,6 +14,7 @@ __all__ = ["EXPERIMENT_MODULES", "load_all"]
 EXPERIMENT_MODULES: tuple[str, ...] = (
     "kexue.experiments.data_overview",
     "kexue.experiments.lipschitz",
+    "kexue.experiments.density",
 )
 
 
