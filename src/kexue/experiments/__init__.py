@@ -15,6 +15,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "kexue.experiments.data_overview",
     "kexue.experiments.lipschitz",
     "kexue.experiments.density",
+    "kexue.experiments.penalties",
 )
 
 
