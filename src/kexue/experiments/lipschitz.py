@@ -580,6 +580,6 @@ register_experiment(
     spec="01",
     description="Toy mixtures with nine critic constraints, the discontinuity of a trained GN "
     "critic, an activation ablation, and MNIST with GN/GP/SN/clip.",
-    quick_minutes=7.0,
+    quick_minutes=5.0,
     order=10,
 )(run)
