@@ -122,6 +122,7 @@ def main() -> None:
     if rank == 0:
         with open(sys.argv[1], "w", encoding="utf-8") as handle:
             json.dump(results, handle)
+    dist.barrier()  # no rank tears gloo down while another is still working
     dist.destroy_process_group()
 
 

@@ -218,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "last": history[-1] if history else None,
             }
             print(json.dumps(summary), file=sys.stdout, flush=True)
+        if dist.is_initialized():
+            # Every rank arrives before any tears gloo down: destroying the group while a peer is
+            # still writing can abort that peer ("terminate called without an active exception").
+            dist.barrier()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
