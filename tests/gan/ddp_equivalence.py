@@ -11,6 +11,7 @@ rank 0 writes ``{constraint: {"critic": max|Δgrad|, "generator": max|Δgrad|}}`
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import sys
 
@@ -45,6 +46,13 @@ def _max_difference(first: list[torch.Tensor | None], second: list[torch.Tensor 
 
 def main() -> None:
     dist.init_process_group("gloo")
+    _compare()  # the DDP modules die with this frame, before gloo is torn down
+    gc.collect()
+    dist.barrier()  # no rank tears gloo down while another is still working
+    dist.destroy_process_group()
+
+
+def _compare() -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.set_default_dtype(torch.float64)
     batch = 6
@@ -122,8 +130,6 @@ def main() -> None:
     if rank == 0:
         with open(sys.argv[1], "w", encoding="utf-8") as handle:
             json.dump(results, handle)
-    dist.barrier()  # no rank tears gloo down while another is still working
-    dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ Re-running the same command with the same ``--run-dir`` resumes from ``checkpoin
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -184,46 +185,54 @@ def _init_distributed(args: argparse.Namespace) -> torch.device:
     return resolve_device(args.device)
 
 
+def _train(args: argparse.Namespace, device: torch.device) -> None:
+    seed_everything(args.seed)
+    sampler, data = _sampler(args)
+    generator, critic = _models(args, data)
+    config = WGANConfig(
+        constraint=args.constraint,
+        constraint_options=dict(args.constraint_option),
+        loss=args.loss,
+        n_critic=args.n_critic,
+        batch_size=args.batch_size or (256 if data is None else 64),
+        optimizer=args.optimizer,
+        lr_critic=args.lr_critic,
+        lr_generator=args.lr_generator,
+        generator_steps=args.steps,
+        ema_decay=args.ema_decay,
+        latent_dim=2 if data is None else 64,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
+    )
+    trainer = WGANTrainer(generator, critic, sampler, config, device, args.run_dir)
+    history = trainer.train()
+    if trainer.is_main:
+        trainer.save_generator(args.run_dir / "generator_ema.pt", ema=True)
+        summary = {
+            "run_dir": str(args.run_dir),
+            "steps": trainer.step,
+            "world_size": trainer.world_size,
+            "last": history[-1] if history else None,
+        }
+        print(json.dumps(summary), file=sys.stdout, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     device = _init_distributed(args)
+    finished = False
     try:
-        seed_everything(args.seed)
-        sampler, data = _sampler(args)
-        generator, critic = _models(args, data)
-        config = WGANConfig(
-            constraint=args.constraint,
-            constraint_options=dict(args.constraint_option),
-            loss=args.loss,
-            n_critic=args.n_critic,
-            batch_size=args.batch_size or (256 if data is None else 64),
-            optimizer=args.optimizer,
-            lr_critic=args.lr_critic,
-            lr_generator=args.lr_generator,
-            generator_steps=args.steps,
-            ema_decay=args.ema_decay,
-            latent_dim=2 if data is None else 64,
-            seed=args.seed,
-            checkpoint_every=args.checkpoint_every,
-            log_every=args.log_every,
-        )
-        trainer = WGANTrainer(generator, critic, sampler, config, device, args.run_dir)
-        history = trainer.train()
-        if trainer.is_main:
-            trainer.save_generator(args.run_dir / "generator_ema.pt", ema=True)
-            summary = {
-                "run_dir": str(args.run_dir),
-                "steps": trainer.step,
-                "world_size": trainer.world_size,
-                "last": history[-1] if history else None,
-            }
-            print(json.dumps(summary), file=sys.stdout, flush=True)
-        if dist.is_initialized():
-            # Every rank arrives before any tears gloo down: destroying the group while a peer is
-            # still writing can abort that peer ("terminate called without an active exception").
-            dist.barrier()
+        _train(args, device)  # the DDP modules die with this frame, before gloo is torn down
+        finished = True
     finally:
         if dist.is_initialized():
+            # Release gloo work objects while the interpreter is fully alive and let every rank
+            # arrive before any destroys the group: otherwise a rank can abort at exit with
+            # "terminate called without an active exception" (pytorch/pytorch#190489).
+            gc.collect()
+            if finished:
+                dist.barrier()
             dist.destroy_process_group()
     return 0
 
