@@ -8,25 +8,15 @@ import json
 import math
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 
 from kexue.data import DatasetUnavailableError
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "density.py"
+from .conftest import load_benchmark
+
 HAVE_PYTHAE = importlib.util.find_spec("pythae") is not None
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kexue_benchmark_density", BENCHMARK)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up in sys.modules
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.needs_data
@@ -37,7 +27,7 @@ def test_quick_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pythae: bool
     if not pythae:
         monkeypatch.setitem(sys.modules, "pythae", None)  # makes `import pythae...` fail
         monkeypatch.setitem(sys.modules, "pythae.models", None)
-    bench = _load()
+    bench = load_benchmark("density")
     threads = torch.get_num_threads()
     try:  # one thread: oversubscribed threads on a busy 2-core machine are much slower
         bench.main(["--quick", "--threads", "1", "--out", str(tmp_path)])

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import torch
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "lipschitz.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kexue_benchmark_lipschitz", BENCHMARK)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up in sys.modules
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_benchmark
 
 
 def test_quick_run_writes_every_row(tmp_path: Path) -> None:
-    bench = _load()
+    bench = load_benchmark("lipschitz")
     threads = torch.get_num_threads()
     try:  # one thread: two oversubscribed threads on a busy 2-core machine run ~20x slower
         bench.main(["--quick", "--threads", "1", "--out", str(tmp_path)])
