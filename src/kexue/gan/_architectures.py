@@ -147,10 +147,11 @@ class MLPGenerator(nn.Module):
         return out
 
 
-class MLPImageCritic(nn.Module):
+class MLPImageCritic(MLPCritic):
     """Image critic on flattened pixels: ``784 → 512 → 256 → 1``, LeakyReLU(0.2) (spec 01 E1.4).
 
-    Accepts ``[B, C, H, W]`` or ``[B, in_features]`` inputs.
+    An :class:`MLPCritic` with image defaults that accepts ``[B, C, H, W]`` or
+    ``[B, in_features]`` inputs.
     """
 
     def __init__(
@@ -160,11 +161,7 @@ class MLPImageCritic(nn.Module):
         activation: str = "leaky_relu",
         negative_slope: float = 0.2,
     ) -> None:
-        super().__init__()
-        self.in_features = _positive(in_features, "in_features")
-        self.net = _mlp(
-            in_features, _hidden(hidden), 1, _activation_factory(activation, negative_slope)
-        )
+        super().__init__(in_features, hidden, activation, negative_slope)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(x.shape[0], -1)
