@@ -121,12 +121,20 @@ def _memory_bytes(step: Step, device: str) -> int:
 
 
 def measure(
-    group: str, steps: Mapping[str, Step], baseline: str, settings: Settings, warmup: int = 2
+    group: str,
+    steps: Mapping[str, Step],
+    baseline: str,
+    settings: Settings,
+    warmup: int = 2,
+    *,
+    measure_memory: bool = True,
 ) -> list[Row]:
     """Time every step of one group against ``steps[baseline]`` (module docstring).
 
-    Each step runs ``warmup`` times, then once under the memory measure, then ``settings.rounds``
-    interleaved timed rounds (``Timer`` synchronises accelerators itself).
+    Each step runs ``warmup`` times, then once under the memory measure (skipped, memory 0, with
+    ``measure_memory=False``: the CPU proxy's ``saved_tensors_hooks`` are refused inside
+    ``torch.func`` transforms), then ``settings.rounds`` interleaved timed rounds (``Timer``
+    synchronises accelerators itself).
     """
     if baseline not in steps:
         raise ValueError(f"baseline {baseline!r} is not one of {sorted(steps)}")
@@ -135,7 +143,7 @@ def measure(
     for name in names:
         for _ in range(warmup):
             steps[name]()
-        memory[name] = _memory_bytes(steps[name], settings.device)
+        memory[name] = _memory_bytes(steps[name], settings.device) if measure_memory else 0
     times: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(settings.rounds):
         shift = round_index % len(names)

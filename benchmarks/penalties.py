@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import statistics
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,7 +30,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils import benchmark
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # finds _harness when run as a script
 
@@ -183,36 +181,6 @@ def probe_agreement(model: nn.Sequential, x: torch.Tensor) -> dict[str, Any]:
             "passed": worst <= AGREEMENT_TOL}  # fmt: skip
 
 
-def measure_time_only(
-    group: str, steps: dict[str, Step], baseline: str, settings: Settings
-) -> list[Row]:
-    """:func:`_harness.measure` without its memory pass (memory reported as 0).
-
-    The harness's CPU memory proxy records with ``saved_tensors_hooks``, which ``torch.func``
-    (used by the probe's ``vmap(grad)``) refuses; timing is the same interleaved
-    ``blocked_autorange`` protocol.
-    """
-    names = list(steps)
-    for name in names:
-        steps[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(settings.rounds):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            timer = benchmark.Timer("step()", globals={"step": steps[name]},
-                                    num_threads=torch.get_num_threads())  # fmt: skip
-            times[name].append(timer.blocked_autorange(min_run_time=settings.min_run_time).median
-                               * 1e3)  # fmt: skip
-    rows = []
-    for name in names:
-        values = sorted(times[name])
-        q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
-        median = statistics.median(values)
-        ratio = median / statistics.median(times[baseline])
-        rows.append(Row(group, name, baseline, median, q3 - q1, ratio, 0, values))
-    return rows
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, write ``<out>/penalties.{json,md}``, print the table; return the JSON."""
     defaults = Settings(rounds=5, min_run_time=0.5)
@@ -238,8 +206,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "kexue gradient_norm_inequality": lambda: gradient_norm_inequality(model, x, _output),
         "naive per-sample loop": lambda: naive_inequality(model, x, _output),
     }
-    rows += measure_time_only(probe_group, probe_steps, "kexue gradient_norm_inequality",
-                              settings)  # fmt: skip
+    # torch.func refuses the memory proxy's saved-tensor hooks: time only, memory reported as 0.
+    rows += measure(probe_group, probe_steps, "kexue gradient_norm_inequality", settings,
+                    warmup=1, measure_memory=False)  # fmt: skip
 
     errors = agreement["max_relative_error"]
     notes = [
