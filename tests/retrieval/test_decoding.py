@@ -178,6 +178,33 @@ def test_masked_rows_are_distributions_on_the_allowed_set(seed: int, vocab: int)
     torch.testing.assert_close(mass, torch.logsumexp(raw, -1)[count > 0], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sparse_and_dense_masking_paths_agree(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kexue.retrieval._decoding as decoding
+    from kexue.retrieval.hf import TrieLogitsProcessor
+
+    keys = random_keys(seed, 80, 12, 8)
+    trie = Trie.build(keys, end_id=END)
+    gen = torch.Generator().manual_seed(seed)
+    states = torch.randint(-1, trie.num_nodes, (32,), generator=gen)
+    scores = torch.randn(32, 15, generator=gen, dtype=torch.float64) * 5
+    scores[0, :] = float("-inf")  # a row with no allowed mass
+    ids = torch.tensor([[1, keys[0][0]]] * 4)  # decoder start + a stored first token
+    results = {}
+    for name, fraction in (("sparse", 0), ("dense", 10**9)):
+        monkeypatch.setattr(decoding, "_SPARSE_FRACTION", fraction)
+        processor = TrieLogitsProcessor(trie, prompt_length=1, renormalize=False)
+        results[name] = (
+            constrained_log_probs(scores, trie, states),
+            constrained_log_probs(scores, trie, states, renormalize=False),
+            processor(ids, scores[:4].clone()),
+        )
+    for sparse, dense in zip(results["sparse"], results["dense"], strict=True):
+        assert torch.equal(torch.isneginf(sparse), torch.isneginf(dense))
+        finite = torch.isfinite(dense)
+        torch.testing.assert_close(sparse[finite], dense[finite], rtol=0, atol=1e-12)
+
+
 def test_renormalised_row_with_zero_allowed_mass_is_uniform() -> None:
     trie = Trie.build([[1], [2], [3, 4]], end_id=END)
     scores = torch.zeros(2, 5)

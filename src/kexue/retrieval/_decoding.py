@@ -192,6 +192,48 @@ def _normalize(
     return out.masked_fill(~mask, _NEG_INF)
 
 
+# Sparse masking (below) when the allowed edges of all rows are fewer than R·V / this: then
+# gathering them beats full passes over the [R, V] scores (deep nodes have a handful of children).
+_SPARSE_FRACTION = 8
+
+
+def _sparse_masked(
+    scores: torch.Tensor, trie: Trie, states: torch.Tensor, normalization: str
+) -> torch.Tensor | None:
+    """Masked scores ``[R, V]`` built from the allowed edges only, or None if they are too many.
+
+    ``normalization``: ``"none"`` (copy the scores of allowed tokens, −inf elsewhere),
+    ``"raw"`` (``log_softmax`` over V, gathered on the allowed tokens) or ``"renormalized"`` (``ℓ −
+    logsumexp_A ℓ``; the full ``log_softmax`` normaliser cancels, so no pass over V is needed).
+    Same results as the dense path of :func:`_normalize` without look-ahead weights: a row whose
+    allowed scores are all −inf becomes uniform over its allowed set when renormalised.
+    """
+    rows_count, vocab = scores.shape
+    degree = trie.num_children(states.to(torch.int64)).cpu()
+    if int(degree.sum()) * _SPARSE_FRACTION > rows_count * vocab:
+        return None
+    children = trie.children(states.to(torch.int64))
+    rows = children.rows.to(scores.device)
+    flat = rows * vocab + children.tokens.to(scores.device)
+    dtype = scores.dtype if normalization == "none" else _work_dtype(scores.dtype)
+    work = scores.to(dtype)
+    if normalization == "raw":  # bit-identical to the dense path's log_softmax
+        work = torch.log_softmax(work, dim=-1)
+    values = work.reshape(-1).index_select(0, flat)
+    if normalization == "renormalized":
+        maximum = torch.full((rows_count,), _NEG_INF, dtype=dtype, device=scores.device)
+        maximum = maximum.scatter_reduce(0, rows, values, "amax")
+        shift = torch.where(torch.isfinite(maximum), maximum, 0.0)
+        total = torch.zeros(rows_count, dtype=dtype, device=scores.device)
+        total = total.index_add(0, rows, torch.exp(values - shift[rows]))
+        lse = shift + torch.log(total)  # −inf when every allowed score is −inf
+        uniform = -torch.log(degree.to(device=scores.device, dtype=dtype).clamp(min=1))
+        values = torch.where(torch.isneginf(lse)[rows], uniform[rows], values - lse[rows])
+    out = torch.full_like(work, _NEG_INF)
+    out.view(-1).index_copy_(0, flat, values)
+    return out
+
+
 def constrained_log_probs(
     scores: torch.Tensor,
     trie: Trie,
@@ -225,6 +267,11 @@ def constrained_log_probs(
             f"weights must have the shape of scores {tuple(scores.shape)}, got "
             f"{tuple(weights.shape)}"
         )
+    if weights is None:
+        normalization = "renormalized" if renormalize else "raw"
+        sparse = _sparse_masked(scores, trie, states, normalization)
+        if sparse is not None:
+            return sparse
     log_probs = torch.log_softmax(scores.to(_work_dtype(scores.dtype)), dim=-1)
     mask = _allowed(trie, states, scores.shape[1], scores.device)
     return _normalize(log_probs, mask, renormalize, weights)
