@@ -16,6 +16,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "kexue.experiments.lipschitz",
     "kexue.experiments.density",
     "kexue.experiments.penalties",
+    "kexue.experiments.retrieval",
 )
 
 
