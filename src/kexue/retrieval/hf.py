@@ -20,7 +20,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "kexue.retrieval.hf needs the optional dependency transformers: pip install 'kexue[hf]'"
     ) from error
 
-from ._decoding import _allowed, _lookahead_weights, _sparse_masked, constrained_log_probs
+from ._decoding import _dense_masked, _lookahead_weights, _sparse_masked, constrained_log_probs
 from ._lookahead import LookAhead
 
 if TYPE_CHECKING:
@@ -173,8 +173,7 @@ class TrieLogitsProcessor(LogitsProcessor):
             sparse = _sparse_masked(scores, self.trie, live_states, "none")
             if sparse is not None:
                 return sparse
-            mask = _allowed(self.trie, live_states, scores.shape[1], scores.device)
-            return torch.where(mask, scores, float("-inf"))
+            return _dense_masked(scores, self.trie, live_states, "none")
         out = constrained_log_probs(
             scores, self.trie, live_states, renormalize=self.renormalize, weights=weights
         )
