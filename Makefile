@@ -49,11 +49,11 @@ system-deps:
 	else echo "skipping apt packages ($(APT_PACKAGES)): run as root with apt-get, or see 'kexue data check'"; fi
 
 $(VENV)/.stamp-reproduce: pyproject.toml | torch
-	$(PIP) install --quiet -e ".[data,report]"
+	$(PIP) install --quiet -e ".[data,kbqa,report]"
 	@touch $@
 
 $(VENV)/.stamp-test: pyproject.toml | torch
-	$(PIP) install --quiet -e ".[data,report,hf,dev]"
+	$(PIP) install --quiet -e ".[data,kbqa,report,hf,dev]"
 	@touch $@
 
 reproduce: system-deps torch $(VENV)/.stamp-reproduce

