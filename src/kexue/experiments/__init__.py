@@ -17,6 +17,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "kexue.experiments.density",
     "kexue.experiments.penalties",
     "kexue.experiments.retrieval",
+    "kexue.experiments.kbqa",
 )
 
 
