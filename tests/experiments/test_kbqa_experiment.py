@@ -12,7 +12,7 @@ import kexue.experiments.kbqa as kbqa_experiment
 from kexue.kbqa import synthetic_kb
 from kexue.report import Verdict, run_experiments
 
-TINY = kbqa_experiment.Sizes(train=300, evaluation=24, steps=30, dense_steps=10,
+TINY = kbqa_experiment.Sizes(train=300, evaluation=24, steps=30, lr=1e-3, dense_steps=10,
                              ablation_split="test_public")  # fmt: skip
 
 
