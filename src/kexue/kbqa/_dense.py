@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..utils import Config, atomic_open, progress, resolve_device
+from ..utils import Config, atomic_open, progress, resolve_device, warmup_cosine_lr
 from ._types import QAExample, Triple
 
 __all__ = [
@@ -232,12 +232,8 @@ class DenseTrainingConfig(Config):
 
     def learning_rate(self, step: int, total: int) -> float:
         """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio * lr``."""
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        span = max(1, total - self.warmup_steps)
-        done = min(1.0, (step - self.warmup_steps) / span)
-        cosine = 0.5 * (1.0 + math.cos(math.pi * done))
-        return self.lr * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine)
+        return warmup_cosine_lr(step, total, peak=self.lr, warmup_steps=self.warmup_steps,
+                                min_ratio=self.min_lr_ratio)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from ..utils import (
     read_json,
     resolve_device,
     save_checkpoint,
+    warmup_cosine_lr,
 )
 from ._model import KBQAModelConfig, PrefixLMSeq2Seq
 from ._tokenizer import ORDERS, CharTokenizer, key_parts
@@ -158,12 +159,8 @@ class KBQATrainingConfig(Config):
 
     def learning_rate(self, step: int, total: int) -> float:
         """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio * lr``."""
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        span = max(1, total - self.warmup_steps)
-        progress_ = min(1.0, (step - self.warmup_steps) / span)
-        cosine = 0.5 * (1.0 + math.cos(math.pi * progress_))
-        return self.lr * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine)
+        return warmup_cosine_lr(step, total, peak=self.lr, warmup_steps=self.warmup_steps,
+                                min_ratio=self.min_lr_ratio)  # fmt: skip
 
 
 @dataclasses.dataclass

@@ -8,6 +8,7 @@ from ._config import Config
 from ._device import resolve_device
 from ._io import atomic_open, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from ._progress import progress, progress_enabled
+from ._schedule import warmup_cosine_lr
 from ._seed import make_generator, seed_everything
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "resolve_device",
     "save_checkpoint",
     "seed_everything",
+    "warmup_cosine_lr",
 ]
