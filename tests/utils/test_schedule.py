@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from kexue.utils import warmup_cosine_lr
@@ -18,4 +20,4 @@ def test_warmup_then_cosine_to_the_floor() -> None:
     assert lr(110) == pytest.approx(0.1)
     assert lr(500) == pytest.approx(0.1)  # flat after the end
     values = [lr(step) for step in range(10, 111)]
-    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(values))
