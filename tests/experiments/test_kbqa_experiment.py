@@ -12,8 +12,8 @@ import kexue.experiments.kbqa as kbqa_experiment
 from kexue.kbqa import synthetic_kb
 from kexue.report import Verdict, run_experiments
 
-TINY = kbqa_experiment.Sizes(train=300, evaluation=24, steps=30, lr=1e-3, dense_steps=10,
-                             ablation_split="test_public")  # fmt: skip
+TINY = kbqa_experiment.Sizes(source="offline", subjects=0, train=300, evaluation=24, steps=30,
+                             lr=1e-3, dense_steps=10, ablation_split="test_public")  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -59,4 +59,4 @@ def test_kbqa_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert any(title.startswith("Decoding ablations") for title in titles)
     assert (tmp_path / "kbqa" / "decoding_ablations.png").stat().st_size > 1000
     # Trained models are checkpointed where a resumed run finds them.
-    assert any((tmp_path / "kbqa" / "checkpoints").glob("seq2seq-SPM-*/model.pt"))
+    assert any((tmp_path / "kbqa" / "checkpoints").glob("seq2seq-*-SPM-*/model.pt"))

@@ -15,8 +15,8 @@ from kexue.report import Verdict, run_experiments
 
 # 5 activations x 10 trials x 4 samples = 200 cases, the spec's minimum for C3.1.
 TINY = penalties.Sizes(trials_per_activation=10, samples_per_trial=4, reference_trials=10,
-                       igr_step_cap=30, igr_spec_cap=20, igr_seeds=1, digits_steps=20,
-                       digits_log_every=5, digits_batch=32)  # fmt: skip
+                       igr_step_cap=30, igr_spec_cap=20, igr_seeds=1, igr_two_dimensional=True,
+                       digits_steps=20, digits_log_every=5, digits_batch=32)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
