@@ -1,0 +1,91 @@
+"""Multi-task learning: loss weighting, gradient aggregation, MGDA (posts 8870, 8896; specs 06, 07).
+
+Loss weightings (spec 06), one ``nn.Module`` each with one protocol (:class:`LossWeighting`:
+``weighting(losses) -> total loss``, ``weighting.weights`` for logging):
+
+* :class:`EqualWeights`, :class:`FixedWeights` — (w-loss);
+* :class:`InitNormalized` (init), :class:`PriorNormalized` (prior), :class:`RealTimeNormalized`
+  (sg) — scale-invariant normalisations; reference constants from
+  :func:`cross_entropy_init_loss`, :func:`mse_init_loss`, :func:`cross_entropy_prior_loss`,
+  :func:`binary_cross_entropy_prior_loss`, :func:`mse_prior_loss`, :func:`l1_prior_loss`,
+  :func:`constant_prior_loss`;
+* :class:`PowerMean` — the generalised mean (any γ, ±∞), functional core :func:`power_mean`,
+  :func:`power_mean_weights`;
+* :class:`GradNormalized` — the post's unit-gradient sum (grad), (grad-norm);
+* :class:`UncertaintyWeighting` (Kendall et al.) and :class:`GradNormChen` (Chen et al.) —
+  comparison baselines, not from the post.
+
+Gradient aggregation (spec 07): :func:`task_gradients` (vmapped VJPs or T backward passes,
+chunked), :func:`gram_matrix`, :func:`min_norm_weights` (closed form, Wolfe, Frank–Wolfe,
+averaging, Sener-style, softmax, exact QP; Gram or explicit-vector form), :class:`MGDA`
+(MGDA and MGDA-UB) and :func:`mtl_backward`, the one-call backward that writes the aggregated
+update into ``.grad`` for any optimiser.
+"""
+
+from __future__ import annotations
+
+from ._backward import GRADIENT_NORMALIZATIONS, MGDA, GramWeighting, MTLBackwardResult, mtl_backward
+from ._checks import LossesLike
+from ._gradients import JACOBIAN_METHODS, JacobianMethod, gram_matrix, task_gradients
+from ._min_norm import MIN_NORM_METHODS, MinNormInfo, MinNormMethod, min_norm_weights
+from ._power_mean import GEOMETRIC_GAMMA_TOL, power_mean, power_mean_weights
+from ._references import (
+    binary_cross_entropy_init_loss,
+    binary_cross_entropy_prior_loss,
+    constant_prior_loss,
+    cross_entropy_init_loss,
+    cross_entropy_prior_loss,
+    l1_prior_loss,
+    mse_init_loss,
+    mse_prior_loss,
+)
+from ._weighting import (
+    EqualWeights,
+    FixedWeights,
+    GradNormalized,
+    GradNormChen,
+    InitNormalized,
+    LossWeighting,
+    PowerMean,
+    PriorNormalized,
+    RealTimeNormalized,
+    UncertaintyWeighting,
+)
+
+__all__ = [
+    "GEOMETRIC_GAMMA_TOL",
+    "GRADIENT_NORMALIZATIONS",
+    "JACOBIAN_METHODS",
+    "MGDA",
+    "MIN_NORM_METHODS",
+    "EqualWeights",
+    "FixedWeights",
+    "GradNormChen",
+    "GradNormalized",
+    "GramWeighting",
+    "InitNormalized",
+    "JacobianMethod",
+    "LossWeighting",
+    "LossesLike",
+    "MTLBackwardResult",
+    "MinNormInfo",
+    "MinNormMethod",
+    "PowerMean",
+    "PriorNormalized",
+    "RealTimeNormalized",
+    "UncertaintyWeighting",
+    "binary_cross_entropy_init_loss",
+    "binary_cross_entropy_prior_loss",
+    "constant_prior_loss",
+    "cross_entropy_init_loss",
+    "cross_entropy_prior_loss",
+    "gram_matrix",
+    "l1_prior_loss",
+    "min_norm_weights",
+    "mse_init_loss",
+    "mse_prior_loss",
+    "mtl_backward",
+    "power_mean",
+    "power_mean_weights",
+    "task_gradients",
+]

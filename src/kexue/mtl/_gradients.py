@@ -1,0 +1,194 @@
+"""Per-task gradients (the Jacobian of the task losses) and their Gram matrix (spec 07 §2.5, §3.2).
+
+Two ways to compute ``J[i] = ∇ L_i`` w.r.t. a list of tensors (parameters or features):
+
+* ``method="vmap"`` — one vector-Jacobian product vmapped over the rows of the identity
+  (``torch.autograd.grad(..., is_grads_batched=True)``), in chunks of ``chunk_size`` rows to bound
+  memory (torchjd's ``parallel_chunk_size`` idea, SimplexLab/TorchJD PR #420);
+* ``method="loop"`` — one ``autograd.grad`` per task, retaining the graph only until the last
+  task (retaining it for every task roughly doubles peak memory: nash-mtl#16, CAGrad#2).
+
+``"auto"`` uses the loop for one task and vmap otherwise. The Gram matrix ``M = JJᵀ`` is formed
+in float64 one input tensor at a time (only one block is ever up-cast).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import torch
+
+from ._checks import LossesLike, check_choice, check_losses, check_tensor_list
+
+__all__ = ["JACOBIAN_METHODS", "JacobianMethod", "gram_matrix", "task_gradients"]
+
+JacobianMethod = Literal["auto", "vmap", "loop"]
+JACOBIAN_METHODS: tuple[str, ...] = ("auto", "vmap", "loop")
+
+_VMAP_HINT = (
+    "an operation in the graph does not support batched gradients (is_grads_batched/vmap); "
+    "use method='loop' (one backward pass per task)"
+)
+
+
+def _check_chunk_size(chunk_size: int | None) -> None:
+    if chunk_size is None:
+        return
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+
+
+def _materialize(
+    grads: Sequence[torch.Tensor | None], inputs: Sequence[torch.Tensor], rows: int | None
+) -> list[torch.Tensor]:
+    """Replace the ``None`` of unused inputs by zeros (with a leading ``rows`` dim if batched)."""
+    out = []
+    for grad, item in zip(grads, inputs, strict=True):
+        if grad is None:
+            shape = item.shape if rows is None else (rows, *item.shape)
+            grad = torch.zeros(shape, dtype=item.dtype, device=item.device)
+        out.append(grad)
+    return out
+
+
+def batched_vjp(
+    outputs: Sequence[torch.Tensor],
+    inputs: Sequence[torch.Tensor],
+    cotangents: Sequence[torch.Tensor],
+    *,
+    method: str,
+    chunk_size: int | None,
+    retain_graph: bool,
+) -> list[torch.Tensor]:
+    """``[Σ_k cotangents[k][r] · ∂outputs[k]/∂inputs]_r`` for every row r, stacked on dim 0.
+
+    ``cotangents[k]`` has shape ``[R, *outputs[k].shape]``. ``"vmap"``: batched ``autograd.grad``
+    per chunk of rows; ``"loop"``: one ``autograd.grad`` per row. The graph is released after the
+    last row unless ``retain_graph``.
+    """
+    rows = int(cotangents[0].shape[0])
+    pieces: list[list[torch.Tensor]] = [[] for _ in inputs]
+    if method == "loop":
+        for r in range(rows):
+            grads = torch.autograd.grad(
+                list(outputs),
+                list(inputs),
+                grad_outputs=[c[r] for c in cotangents],
+                retain_graph=retain_graph or r < rows - 1,
+                allow_unused=True,
+            )
+            for piece, grad in zip(pieces, _materialize(grads, inputs, None), strict=True):
+                piece.append(grad.unsqueeze(0))
+    else:
+        step = rows if chunk_size is None else chunk_size
+        for start in range(0, rows, step):
+            stop = min(start + step, rows)
+            try:
+                grads = torch.autograd.grad(
+                    list(outputs),
+                    list(inputs),
+                    grad_outputs=[c[start:stop] for c in cotangents],
+                    retain_graph=retain_graph or stop < rows,
+                    allow_unused=True,
+                    is_grads_batched=True,
+                )
+            except RuntimeError as error:
+                if "batch" in str(error).lower() or "vmap" in str(error).lower():
+                    raise RuntimeError(f"{_VMAP_HINT} ({error})") from error
+                raise
+            for piece, grad in zip(pieces, _materialize(grads, inputs, stop - start), strict=True):
+                piece.append(grad)
+    return [torch.cat(piece, dim=0) if len(piece) > 1 else piece[0] for piece in pieces]
+
+
+def task_gradients(
+    losses: LossesLike,
+    inputs: Iterable[torch.Tensor] | torch.Tensor,
+    *,
+    method: JacobianMethod = "auto",
+    chunk_size: int | None = None,
+    retain_graph: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """Per-task gradients ``∇_x L_i`` for every tensor ``x`` of ``inputs`` (spec 07 §3.2 step 2).
+
+    Returns one tensor per input, shape ``[T, *x.shape]`` (row i is task i's gradient; zeros where
+    a loss does not depend on ``x``). ``inputs`` are shared parameters (exact MGDA) or shared
+    features (MGDA-UB, representation gradients). ``method``: ``"vmap"`` (one batched
+    vector-Jacobian product over the identity, ``chunk_size`` rows at a time), ``"loop"`` (T
+    backward passes) or ``"auto"`` (loop for one task, else vmap). The graph is freed after the
+    last pass unless ``retain_graph=True`` (needed when another backward follows).
+
+    Raises ValueError for NaN/inf losses (naming the task), and a RuntimeError pointing to
+    ``method="loop"`` when an operation does not support batched gradients.
+    """
+    scalars, stacked = check_losses(losses)
+    items = check_tensor_list(inputs, "inputs")
+    check_choice(method, "method", JACOBIAN_METHODS)
+    _check_chunk_size(chunk_size)
+    n_tasks = len(scalars)
+    if not stacked.requires_grad:
+        raise ValueError(
+            "no task loss requires grad: compute the losses with autograd enabled from tensors "
+            "that require grad"
+        )
+    if method == "loop" or (method == "auto" and n_tasks == 1):
+        pieces: list[list[torch.Tensor]] = [[] for _ in items]
+        last = max(i for i, loss in enumerate(scalars) if loss.requires_grad)
+        for i, loss in enumerate(scalars):
+            if loss.requires_grad:
+                grads: Sequence[torch.Tensor | None] = torch.autograd.grad(
+                    loss,
+                    items,
+                    retain_graph=retain_graph or i < last,
+                    allow_unused=True,
+                )
+            else:
+                grads = [None] * len(items)
+            for piece, grad in zip(pieces, _materialize(grads, items, None), strict=True):
+                piece.append(grad)
+        return tuple(torch.stack(piece) for piece in pieces)
+    eye = torch.eye(n_tasks, dtype=stacked.dtype, device=stacked.device)
+    return tuple(
+        batched_vjp(
+            [stacked],
+            items,
+            [eye],
+            method="vmap",
+            chunk_size=chunk_size,
+            retain_graph=retain_graph,
+        )
+    )
+
+
+def gram_matrix(jacobian: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """The Gram matrix ``M = JJᵀ``, ``M_ij = ⟨g_i, g_j⟩`` in float64 (spec 07 §2.5, §3.2 step 3).
+
+    ``jacobian`` is a tensor ``[T, ...]`` (row i flattened is g_i) or a sequence of such tensors
+    with the same T (the blocks of one Jacobian, e.g. :func:`task_gradients`'s output); the blocks'
+    Gram matrices are summed, each computed after casting only that block to float64.
+    """
+    blocks = [jacobian] if isinstance(jacobian, torch.Tensor) else list(jacobian)
+    if not blocks:
+        raise ValueError("jacobian is empty: give a [T, ...] tensor or a sequence of them")
+    n_tasks: int | None = None
+    total: torch.Tensor | None = None
+    for index, block in enumerate(blocks):
+        if not isinstance(block, torch.Tensor):
+            raise TypeError(f"jacobian[{index}] must be a torch.Tensor, got {type(block).__name__}")
+        if block.ndim < 1:
+            raise ValueError(f"jacobian[{index}] must have a leading task dimension")
+        if not block.is_floating_point():
+            raise TypeError(f"jacobian[{index}] must be floating point, got {block.dtype}")
+        if n_tasks is None:
+            n_tasks = int(block.shape[0])
+        elif block.shape[0] != n_tasks:
+            raise ValueError(
+                f"jacobian blocks disagree on the number of tasks: {n_tasks} and "
+                f"{block.shape[0]} (block {index})"
+            )
+        flat = block.detach().reshape(n_tasks, -1).to(torch.float64)
+        part = flat @ flat.T
+        total = part if total is None else total + part
+    assert total is not None
+    return total
