@@ -43,7 +43,7 @@ def _add_reproduce(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         dest="quick",
         action="store_true",
         default=True,
-        help="CI-sized runs (default; all together about 25 min on 2 cores)",
+        help="CI-sized runs (default; all together about 15 min on 2 cores)",
     )
     size.add_argument(
         "--full",
