@@ -117,3 +117,12 @@ def test_gradient_bad_inputs() -> None:
         gram_matrix(torch.ones(2, 3, dtype=torch.int64))
     with pytest.raises(ValueError, match="empty"):
         gram_matrix([])
+
+
+def test_auto_jacobian_method_is_the_loop_on_cpu_and_vmap_on_accelerators() -> None:
+    from kexue.mtl._gradients import resolve_jacobian_method
+
+    assert resolve_jacobian_method("auto", 4, torch.device("cpu")) == "loop"
+    assert resolve_jacobian_method("auto", 1, torch.device("cuda")) == "loop"
+    assert resolve_jacobian_method("auto", 4, torch.device("cuda")) == "vmap"
+    assert resolve_jacobian_method("vmap", 4, torch.device("cpu")) == "vmap"

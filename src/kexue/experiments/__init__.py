@@ -18,6 +18,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "kexue.experiments.penalties",
     "kexue.experiments.retrieval",
     "kexue.experiments.kbqa",
+    "kexue.experiments.mtl",
 )
 
 

@@ -9,6 +9,9 @@ task-specific parameters, so any optimiser then steps as usual. Aggregators:
 * ``"mgda_ub"`` / ``MGDA(upper_bound=True)`` — MGDA-UB: the same on the gradients w.r.t. the
   shared *features* H (one backward per task through the heads, one through the encoder);
 * :class:`kexue.mtl.GradNormalized` — the post's unit-gradient sum on per-task gradients;
+* ``"primary_auxiliary"`` / :class:`kexue.mtl.PrimaryAuxiliary` — task 0 (or ``main=``) is the
+  main task, the others auxiliary: the shared update is the projection of the main gradient onto
+  the cone where no auxiliary loss rises (spec 08 §5.2); :class:`kexue.mtl.GradCosine` likewise;
 * any :class:`kexue.mtl.LossWeighting` — ``total = aggregator(losses)``, one backward.
 """
 
@@ -21,8 +24,16 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from ._auxiliary import PrimaryAuxiliary, PrimaryAuxInfo
 from ._checks import LossesLike, check_choice, check_losses, check_tensor_list
-from ._gradients import JACOBIAN_METHODS, JacobianMethod, batched_vjp, gram_matrix, task_gradients
+from ._gradients import (
+    JACOBIAN_METHODS,
+    JacobianMethod,
+    batched_vjp,
+    gram_matrix,
+    resolve_jacobian_method,
+    task_gradients,
+)
 from ._min_norm import MinNormInfo, MinNormMethod, min_norm_weights
 
 __all__ = [
@@ -188,12 +199,14 @@ class MTLBackwardResult:
     """What :func:`mtl_backward` did: ``weights`` — the effective weights of the shared update
     (Σᵢ weightsᵢ·gᵢ; None for a loss weighting without ``weights``), ``losses`` — raw loss
     values, ``gram`` — the Gram matrix (gradient aggregators only), ``info`` — MGDA's
-    :class:`~kexue.mtl.MinNormInfo`, ``pareto_stationary`` — the shared update was set to 0."""
+    :class:`~kexue.mtl.MinNormInfo` (:class:`~kexue.mtl.PrimaryAuxInfo` for
+    :class:`~kexue.mtl.PrimaryAuxiliary`), ``pareto_stationary`` — the shared update was set
+    to 0."""
 
     weights: torch.Tensor | None
     losses: torch.Tensor
     gram: torch.Tensor | None = None
-    info: MinNormInfo | None = None
+    info: MinNormInfo | PrimaryAuxInfo | None = None
     pareto_stationary: bool = False
 
 
@@ -203,14 +216,17 @@ def _resolve(aggregator: object) -> Any:
             return MGDA()
         if aggregator == "mgda_ub":
             return MGDA(upper_bound=True)
+        if aggregator == "primary_auxiliary":
+            return PrimaryAuxiliary()
         raise ValueError(
-            f"aggregator must be 'mgda', 'mgda_ub', an MGDA/GradNormalized object or a loss "
-            f"weighting (callable on the losses), got {aggregator!r}"
+            f"aggregator must be 'mgda', 'mgda_ub', 'primary_auxiliary', an MGDA/GradNormalized/"
+            f"PrimaryAuxiliary object or a loss weighting (callable on the losses), got "
+            f"{aggregator!r}"
         )
     if not callable(aggregator) and not hasattr(aggregator, "weights_from_gram"):
         raise TypeError(
-            f"aggregator must be 'mgda', 'mgda_ub' or a weighting object, got "
-            f"{type(aggregator).__name__}"
+            f"aggregator must be 'mgda', 'mgda_ub', 'primary_auxiliary' or a weighting object, "
+            f"got {type(aggregator).__name__}"
         )
     return aggregator
 
@@ -279,7 +295,8 @@ def mtl_backward(
     gradient aggregators it is optional and, when given, the per-task gradients are computed as
     ``J_H·∂H/∂θ``: one vmapped VJP through the encoder, so losses must depend on the shared
     parameters only through H); ``task_parameters`` — the heads (default: every other leaf the
-    losses depend on). ``aggregator``: ``"mgda"``, ``"mgda_ub"``, an :class:`MGDA`, a
+    losses depend on). ``aggregator``: ``"mgda"``, ``"mgda_ub"``, ``"primary_auxiliary"`` (task 0
+    main; :class:`kexue.mtl.PrimaryAuxiliary` for options), an :class:`MGDA`, a
     :class:`kexue.mtl.GradNormalized` or any loss weighting. ``head_scaling`` (default: the
     aggregator's, ``"alpha"`` for MGDA): heads receive αᵢ∇Lᵢ (``"alpha"``, as the backward of
     Σαᵢ Lᵢ does) or ∇Lᵢ (``"none"``).
@@ -368,7 +385,7 @@ def mtl_backward(
                 feats,
                 shared,
                 feature_jac,
-                method="loop" if method == "loop" else "vmap",
+                method=resolve_jacobian_method(method, len(scalars), feature_jac[0].device),
                 chunk_size=chunk_size,
                 retain_graph=retain_graph,
             )
@@ -408,6 +425,6 @@ def mtl_backward(
         weights=weights,
         losses=values,
         gram=gram,
-        info=info if isinstance(info, MinNormInfo) else None,
+        info=info if isinstance(info, (MinNormInfo, PrimaryAuxInfo)) else None,
         pareto_stationary=stationary,
     )
