@@ -21,6 +21,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -124,7 +125,7 @@ def _weighting_methods(n_tasks: int, *, power_means: Sequence[float]) -> list[Me
     ]
     for gamma in power_means:
         methods.append(
-            Method(f"power mean γ={gamma:g}", "loss", lambda r, t, last, g=gamma: PowerMean(g))
+            Method(f"power mean γ={gamma:g}", "loss", partial(_power_mean, gamma, normalize=False))
         )
     for gamma in power_means:
         if gamma == 0:
@@ -133,9 +134,7 @@ def _weighting_methods(n_tasks: int, *, power_means: Sequence[float]) -> list[Me
             Method(
                 f"power mean γ={gamma:g} (prior-normalised)",
                 "loss",
-                lambda r, t, last, g=gamma: PowerMean(
-                    g, normalize="prior", reference_values=r["prior"]
-                ),
+                partial(_power_mean, gamma, normalize=True),
             )
         )
     methods += [
@@ -163,8 +162,30 @@ def _weighting_methods(n_tasks: int, *, power_means: Sequence[float]) -> list[Me
     return methods
 
 
+def _power_mean(
+    gamma: float,
+    references: dict[str, list[float]],
+    trunk: nn.Module,
+    last: nn.Module,
+    *,
+    normalize: bool,
+) -> PowerMean:
+    if normalize:
+        return PowerMean(gamma, normalize="prior", reference_values=references["prior"])
+    return PowerMean(gamma)
+
+
+def _fixed_weights(
+    weights: tuple[float, ...],
+    references: dict[str, list[float]],
+    trunk: nn.Module,
+    last: nn.Module,
+) -> FixedWeights:
+    return FixedWeights(list(weights))
+
+
 def _fixed(name: str, weights: Sequence[float]) -> Method:
-    return Method(name, "loss", lambda r, t, last, w=tuple(weights): FixedWeights(list(w)))
+    return Method(name, "loss", partial(_fixed_weights, tuple(weights)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,7 +249,7 @@ def _effective_weights(aggregator: Any, result: Any, n_tasks: int) -> torch.Tens
     weights = result.weights if result is not None else getattr(aggregator, "weights", None)
     if weights is None:
         return torch.ones(n_tasks, dtype=torch.float64)
-    return weights.detach().to(torch.float64).reshape(-1)
+    return torch.as_tensor(weights).detach().to(torch.float64).reshape(-1)
 
 
 def train_run(
@@ -291,10 +312,14 @@ def train_run(
         logging = step in log_at and method.kind != "single"
         if logging:
             grads = task_gradients(losses, shared, retain_graph=True)
-            raw_norms = torch.sqrt(sum(g.double().flatten(1).pow(2).sum(dim=1) for g in grads))
+            raw_norms = (
+                torch.stack([g.double().flatten(1).pow(2).sum(dim=1) for g in grads])
+                .sum(dim=0)
+                .sqrt()
+            )
         if method.kind == "single":
             assert method.task is not None
-            losses[method.task].backward()
+            losses[method.task].backward()  # type: ignore[no-untyped-call]
         elif method.kind == "loss":
             aggregator(losses).backward()
         else:
@@ -442,6 +467,10 @@ def _strip(record: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in record.items() if key != "model"}
 
 
+def _stripped_run(problem: Problem, method: Method, seed: int, **options: Any) -> dict[str, Any]:
+    return _strip(train_run(problem, method, seed, **options))
+
+
 def _run_grid(
     ctx: ExperimentContext,
     prefix: str,
@@ -454,7 +483,7 @@ def _run_grid(
     for method, seed in ctx.progress(work, desc=f"{ctx.name}: {prefix}"):
         record = ctx.cached(
             f"{prefix}/{method.name}/seed{seed}",
-            lambda m=method, s=seed: _strip(train_run(problem, m, s)),
+            partial(_stripped_run, problem, method, seed),
         )
         runs.setdefault(method.name, []).append(record)
     return runs
@@ -568,8 +597,8 @@ def _digits_section(ctx: ExperimentContext, sizes: Sizes) -> None:
     equal_shares = summary["equal"]["shares"]
     balanced = {}
     for name in ("init", "prior", "real-time (sg)", "unit-gradient sum (grad-norm)"):
-        s = np.asarray(summary[name]["shares"])
-        balanced[name] = float(s.max() / s.min())
+        shares = np.asarray(summary[name]["shares"])
+        balanced[name] = float(shares.max() / shares.min())
     ctx.add_claim(
         "C6.10",
         "With equal weights the large-scale regression task dominates the shared gradient (share "
@@ -706,9 +735,7 @@ def _translation(ctx: ExperimentContext, problem: Problem, seeds: Sequence[int])
     work = [(m, s) for m in methods for s in seeds]
     for method, seed in ctx.progress(work, desc=f"{ctx.name}: translation"):
         results.setdefault(method.name, []).append(
-            ctx.cached(
-                f"translation/{method.name}/seed{seed}", lambda m=method, s=seed: compare(m, s)
-            )
+            ctx.cached(f"translation/{method.name}/seed{seed}", partial(compare, method, seed))
         )
     rows = []
     for name, records in results.items():
@@ -819,7 +846,7 @@ def _multi_section(ctx: ExperimentContext, sizes: Sizes) -> None:
     for lr in MULTI_LEARNING_RATES:
         record = ctx.cached(
             f"multimnist/equal lr {lr:g}/seed{seeds[0]}",
-            lambda lr=lr: _strip(train_run(problem, methods[0], seeds[0], lr=lr)),
+            partial(_stripped_run, problem, methods[0], seeds[0], lr=lr),
         )
         dev_delta[lr] = _delta_m(record["dev"]["metric"], dev_single)
     best_lr = min(dev_delta, key=lambda lr: dev_delta[lr])
@@ -827,7 +854,7 @@ def _multi_section(ctx: ExperimentContext, sizes: Sizes) -> None:
     for seed in seeds:
         record = ctx.cached(
             f"multimnist/equal lr {best_lr:g}/seed{seed}",
-            lambda s=seed: _strip(train_run(problem, methods[0], s, lr=best_lr)),
+            partial(_stripped_run, problem, methods[0], seed, lr=best_lr),
         )
         runs.setdefault(tuned_name, []).append(record)
     summary = _summaries(runs, tasks, test_single, test_single_loss)
@@ -962,11 +989,13 @@ def _toy_direction(x: torch.Tensor, rule: str) -> torch.Tensor:
         return grads.sum(dim=0)
     if rule == "unit-gradient sum":
         norms = grads.norm(dim=1, keepdim=True).clamp_min(1e-300)
-        return (grads / norms).sum(dim=0)
+        unit_sum: torch.Tensor = (grads / norms).sum(dim=0)
+        return unit_sum
     alpha, info = min_norm_weights(grads=grads)
     if info.pareto_stationary:
         return torch.zeros(2, dtype=torch.float64)
-    return alpha @ grads
+    direction: torch.Tensor = alpha @ grads
+    return direction
 
 
 def _segment_distance(x: torch.Tensor) -> float:
@@ -1007,7 +1036,7 @@ def _toy_section(ctx: ExperimentContext, sizes: Sizes) -> None:
 
     results = {
         rule: ctx.cached(f"toy/{rule}/grid{sizes.toy_grid}/steps{sizes.toy_steps}",
-                         lambda r=rule: simulate(r))
+                         partial(simulate, rule))
         for rule in rules
     }  # fmt: skip
     # The spec's point on the segment: GD increases f₁ to first order, MGDA stays put.

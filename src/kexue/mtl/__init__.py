@@ -20,10 +20,34 @@ chunked), :func:`gram_matrix`, :func:`min_norm_weights` (closed form, Wolfe, Fra
 averaging, Sener-style, softmax, exact QP; Gram or explicit-vector form), :class:`MGDA`
 (MGDA and MGDA-UB) and :func:`mtl_backward`, the one-call backward that writes the aggregated
 update into ``.grad`` for any optimiser.
+
+Primary and auxiliary tasks (spec 08): :func:`primary_auxiliary_direction` (the projection of
+the main gradient onto the cone where no auxiliary loss rises; closed form for one auxiliary,
+exact KKT-rule solver by default, the post's literal rule, cyclic, SciPy NNLS; vector or Gram
+form), :func:`project_mixed` (several main tasks on the simplex plus auxiliary tasks),
+:class:`PrimaryAuxiliary` (the ``"primary_auxiliary"`` strategy of :func:`mtl_backward`),
+:class:`L2AsAuxiliary` (L2 regularisation without a coefficient, coupled or decoupled) and the
+baselines :func:`gradient_cosine_gate` / :class:`GradCosine` (GCS) and :func:`gglm_mask` with
+:func:`per_sample_gradients` (gradient-guided loss masking).
 """
 
 from __future__ import annotations
 
+from ._auxiliary import (
+    L2_MODES,
+    PRIMARY_AUX_SOLVERS,
+    GradCosine,
+    L2AsAuxiliary,
+    PrimaryAuxiliary,
+    PrimaryAuxInfo,
+    PrimaryAuxSolver,
+    gglm_mask,
+    gradient_cosine_gate,
+    l2_parameters,
+    per_sample_gradients,
+    primary_auxiliary_direction,
+    project_mixed,
+)
 from ._backward import GRADIENT_NORMALIZATIONS, MGDA, GramWeighting, MTLBackwardResult, mtl_backward
 from ._checks import LossesLike
 from ._gradients import JACOBIAN_METHODS, JacobianMethod, gram_matrix, task_gradients
@@ -56,21 +80,28 @@ __all__ = [
     "GEOMETRIC_GAMMA_TOL",
     "GRADIENT_NORMALIZATIONS",
     "JACOBIAN_METHODS",
+    "L2_MODES",
     "MGDA",
     "MIN_NORM_METHODS",
+    "PRIMARY_AUX_SOLVERS",
     "EqualWeights",
     "FixedWeights",
+    "GradCosine",
     "GradNormChen",
     "GradNormalized",
     "GramWeighting",
     "InitNormalized",
     "JacobianMethod",
+    "L2AsAuxiliary",
     "LossWeighting",
     "LossesLike",
     "MTLBackwardResult",
     "MinNormInfo",
     "MinNormMethod",
     "PowerMean",
+    "PrimaryAuxInfo",
+    "PrimaryAuxSolver",
+    "PrimaryAuxiliary",
     "PriorNormalized",
     "RealTimeNormalized",
     "UncertaintyWeighting",
@@ -79,13 +110,19 @@ __all__ = [
     "constant_prior_loss",
     "cross_entropy_init_loss",
     "cross_entropy_prior_loss",
+    "gglm_mask",
+    "gradient_cosine_gate",
     "gram_matrix",
     "l1_prior_loss",
+    "l2_parameters",
     "min_norm_weights",
     "mse_init_loss",
     "mse_prior_loss",
     "mtl_backward",
+    "per_sample_gradients",
     "power_mean",
     "power_mean_weights",
+    "primary_auxiliary_direction",
+    "project_mixed",
     "task_gradients",
 ]
