@@ -76,13 +76,14 @@ typecheck: $(VENV)/.stamp-test
 # Benchmarks against the anchors of spec 12. Anchors that declare torch/torchvision/tensorflow are
 # installed with --no-deps so that torch is never replaced; missing anchors are reported, not fatal.
 BENCH_ANCHORS ?= torch-mimicry==0.1.16 pythae==0.1.2 pydantic==2.14.4 pydantic-core==2.50.5 \
-  annotated-types==0.8.0 typing-inspection==0.4.5 marisa-trie==1.4.1
+  annotated-types==0.8.0 typing-inspection==0.4.5 marisa-trie==1.4.1 libmtl==1.1.5 torchjd==0.18.0
 bench: $(VENV)/.stamp-test
 	-$(PIP) install --quiet --no-deps $(BENCH_ANCHORS)
 	$(BIN)/python benchmarks/lipschitz.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/density.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/penalties.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/retrieval.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/mtl.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) reports/latest .pytest_cache .mypy_cache .ruff_cache

@@ -1,11 +1,11 @@
 """Min-norm solvers (spec 07 §2.4, §3.1): C7.2 (KKT), C7.3 (closed form), C7.4 (solver agreement
 with the exact QP), C7.5 (Gram = explicit vectors), C7.6 (the proof counterexample), C7.7
-(orthogonal gradients), C7.8 (zero in the hull), degenerate inputs, speed."""
+(orthogonal gradients), C7.8 (zero in the hull), degenerate inputs; solver time is measured in
+benchmarks/mtl.py, not asserted here."""
 
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -392,16 +392,17 @@ def test_property_auto_is_exact(
     assert float((u - u_p).norm()) <= 1e-6 * math.sqrt(scale)
 
 
-def test_speed_under_one_millisecond_scale() -> None:
-    """The default solver is fast: n = 10 well under 1 ms (the benchmark's target; this unit
-    test allows 3 ms of slack for a loaded machine). Median of 50 calls."""
-    grads = random_grads(10, 64, 0)
-    gram = grads @ grads.T
-    for _ in range(5):
-        min_norm_weights(gram)
-    times = []
-    for _ in range(50):
-        start = time.perf_counter()
-        min_norm_weights(gram)
-        times.append(time.perf_counter() - start)
-    assert float(np.median(times)) < 3e-3
+@pytest.mark.parametrize("n", [13, 20, 40])
+def test_qp_reference_is_exact_beyond_enumeration_on_ill_scaled_gradients(n: int) -> None:
+    # Gradient norms over four decades: SLSQP stopped up to 98 % above the optimum here.
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        grads = rng.standard_normal((n, 30)) * 10 ** rng.uniform(-2, 2, size=(n, 1))
+        gram = torch.from_numpy(grads @ grads.T)
+        alpha_qp, info_qp = min_norm_weights(gram, "qp")
+        alpha_wolfe, _ = min_norm_weights(gram, "wolfe")
+        value_qp = float(alpha_qp @ gram @ alpha_qp)
+        value_wolfe = float(alpha_wolfe @ gram @ alpha_wolfe)
+        assert info_qp.converged
+        assert value_qp == pytest.approx(value_wolfe, rel=1e-10)
+        assert info_qp.gap <= 1e-10 * float(gram.diagonal().max())

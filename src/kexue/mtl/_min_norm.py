@@ -17,7 +17,8 @@ Solvers (spec 07 §3.1; ``method=``), all in float64 on small NumPy arrays (the 
   then projected-gradient steps with a two-point exact line search;
 * ``"softmax_gd"`` — the post's unconstrained parametrisation ``α = softmax(β)``, Adam on β;
 * ``"qp"`` — the exact reference: enumerate every support (n ≤ 12; solve its KKT system, keep the
-  feasible minimum), else SciPy SLSQP (lazily imported) polished on its support;
+  feasible minimum), else an exact reduction to non-negative least squares (SciPy's
+  Lawson–Hanson ``nnls``, lazily imported; see :func:`_solve_qp_nnls`) polished on its support;
 * ``"auto"`` — n = 1: [1]; n = 2: ``closed2``; else ``wolfe``.
 
 Every solver runs either on the Gram matrix or on explicit gradient vectors (``grads=``), so the
@@ -397,11 +398,11 @@ def _solve_qp(o: _Oracle) -> tuple[Array, int, bool]:
     """Exact reference: for every support S solve the affine-minimizer KKT system on S (batched,
     pseudo-inverse so singular supports are harmless), keep feasible (w ≥ 0) candidates and
     return the one of least αᵀMα. Any feasible candidate's value is ≥ the optimum, so the
-    minimum over candidates is the optimum. n > 12: SciPy SLSQP, then the same KKT polish."""
+    minimum over candidates is the optimum. n > 12: :func:`_solve_qp_nnls`."""
     n = o.n
     m = o.full()
     if n > _QP_ENUMERATION_MAX:
-        return _solve_qp_scipy(m)
+        return _solve_qp_nnls(m)
     best_value = math.inf
     best = np.full(n, 1.0 / n)
     count = 0
@@ -433,30 +434,36 @@ def _solve_qp(o: _Oracle) -> tuple[Array, int, bool]:
     return best, count, True
 
 
-def _solve_qp_scipy(m: Array) -> tuple[Array, int, bool]:
-    from scipy.optimize import minimize  # lazy: SciPy only for the large reference case
+def _solve_qp_nnls(m: Array) -> tuple[Array, int, bool]:
+    """Exact min-norm weights for large n through non-negative least squares.
+
+    With A any square root of M (AᵀA = M, from ``eigh``), minimise ‖Aβ‖² + (1ᵀβ − 1)² over
+    β ≥ 0 (Lawson–Hanson, an exact active-set method). Writing β = sα with α on the simplex and
+    q = αᵀMα, the objective s²q + (s − 1)² is minimised at s = 1/(1 + q) with value q/(1 + q),
+    increasing in q — so α = β/1ᵀβ minimises αᵀMα over the simplex. (SciPy's SLSQP, used before,
+    stopped up to 98 % above the optimum on ill-scaled 40-task problems while reporting
+    success.) The result is polished on its support with the affine-minimiser KKT system.
+    """
+    from scipy.optimize import nnls  # lazy: SciPy only for the large reference case
 
     n = m.shape[0]
-    result = minimize(
-        lambda a: 0.5 * float(a @ m @ a),
-        np.full(n, 1.0 / n),
-        jac=lambda a: m @ a,
-        method="SLSQP",
-        bounds=[(0.0, 1.0)] * n,
-        constraints=[
-            {"type": "eq", "fun": lambda a: float(a.sum() - 1.0), "jac": lambda a: np.ones_like(a)}
-        ],
-        options={"ftol": 1e-15, "maxiter": 10_000},
-    )
-    alpha = np.clip(np.asarray(result.x, dtype=np.float64), 0.0, None)
-    alpha /= alpha.sum()
-    support = [int(i) for i in np.nonzero(alpha > 1e-9)[0]]
+    eigenvalues, vectors = np.linalg.eigh((m + m.T) / 2)
+    root = np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None] * vectors.T  # rootᵀroot = M
+    design = np.vstack([root, np.ones((1, n))])
+    target = np.zeros(n + 1)
+    target[n] = 1.0
+    beta, _ = nnls(design, target, maxiter=50 * n)
+    total = float(beta.sum())
+    if not math.isfinite(total) or total <= 0.0:
+        return np.full(n, 1.0 / n), 0, False
+    alpha = beta / total
+    support = [int(i) for i in np.nonzero(alpha > 0.0)[0]]
     w = _affine_minimizer(m[np.ix_(support, support)])
     if bool(np.all(w >= 0)):
         polished = _embed(n, support, w)
         if float(polished @ m @ polished) <= float(alpha @ m @ alpha) * (1 + 1e-12) + 1e-18:
             alpha = polished
-    return alpha, int(result.nit), bool(result.success)
+    return alpha, len(support), True
 
 
 # ----------------------------------------------------------------------------------------------
