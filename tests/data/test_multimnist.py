@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 import pytest
@@ -275,10 +274,7 @@ def test_variant_names_are_normalised() -> None:
 
 @pytest.mark.needs_data
 def test_full_multi_mnist_train(mnist_train: LabelledImages) -> None:
-    start = time.perf_counter()
     data = make_multi_mnist(mnist_train, seed=0)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 30.0  # a few seconds on 2 cores; generous for slow CI
     assert data.images.shape == (60000, 28, 28)
     assert data.images.dtype == np.uint8
     # Each image appears exactly once on each side, so both tasks keep MNIST's label counts.
