@@ -53,8 +53,8 @@ class Sizes:
     variance_epochs: int
 
 
-QUICK = Sizes(oracle_repetitions=200, mnist_epochs=2, mnist_train_images=60000, mnist_seeds=1,
-              test_points=500, eval_samples=5000, variance_epochs=60)  # fmt: skip
+QUICK = Sizes(oracle_repetitions=200, mnist_epochs=2, mnist_train_images=20000, mnist_seeds=1,
+              test_points=250, eval_samples=5000, variance_epochs=60)  # fmt: skip
 FULL = Sizes(oracle_repetitions=1000, mnist_epochs=100, mnist_train_images=60000, mnist_seeds=3,
              test_points=10000, eval_samples=5000, variance_epochs=300)  # fmt: skip
 
