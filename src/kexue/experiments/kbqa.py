@@ -524,6 +524,6 @@ register_experiment(
     spec="05",
     description="Offline KB and questions, target order S P M vs S M P, decoding ablations "
     "(constraint, beam, scoring, look-ahead), unseen subjects and templates, dense baseline.",
-    quick_minutes=3.0,
+    quick_minutes=2.0,
     order=45,
 )(run)

@@ -107,7 +107,7 @@ class Sizes:
 # QUICK is CI-sized (a few minutes on 2 cores): the generators do not converge, and the claims that
 # compare trained models are gated (see `_budget_gate`) and come out "inconclusive". FULL follows
 # spec 01 E1.1/E1.4 (5k toy G steps at batch 256, 10k MNIST G steps, 3 seeds): hours on 2 cores.
-QUICK = Sizes(toy_steps=1000, toy_batch=64, toy_seeds=1, toy_eval_points=1024, mnist_steps=150,
+QUICK = Sizes(toy_steps=500, toy_batch=64, toy_seeds=1, toy_eval_points=1024, mnist_steps=150,
               mnist_seeds=1, mnist_train_images=10000, mnist_eval_samples=2000)  # fmt: skip
 FULL = Sizes(toy_steps=5000, toy_batch=256, toy_seeds=3, toy_eval_points=1024, mnist_steps=10000,
              mnist_seeds=3, mnist_train_images=10000, mnist_eval_samples=10000)  # fmt: skip
@@ -580,6 +580,6 @@ register_experiment(
     spec="01",
     description="Toy mixtures with nine critic constraints, the discontinuity of a trained GN "
     "critic, an activation ablation, and MNIST with GN/GP/SN/clip.",
-    quick_minutes=5.0,
+    quick_minutes=3.5,
     order=10,
 )(run)
