@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 import kexue.experiments.kbqa as kbqa_experiment
 from kexue.kbqa import synthetic_kb
@@ -14,16 +12,6 @@ from kexue.report import Verdict, run_experiments
 
 TINY = kbqa_experiment.Sizes(source="offline", subjects=0, train=300, evaluation=24, steps=30,
                              lr=1e-3, dense_steps=10, ablation_split="test_public")  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _tiny_data(sizes: kbqa_experiment.Sizes) -> kbqa_experiment._Data:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 import kexue.experiments.penalties as penalties
 from kexue.data import DatasetUnavailableError
@@ -17,17 +15,6 @@ from kexue.report import Verdict, run_experiments
 TINY = penalties.Sizes(trials_per_activation=10, samples_per_trial=4, reference_trials=10,
                        igr_step_cap=30, igr_spec_cap=20, igr_seeds=1, igr_two_dimensional=True,
                        digits_steps=20, digits_log_every=5, digits_batch=32)  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One thread: two oversubscribed threads on a busy 2-core machine run ~20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_igr_run_records_cap_and_divergence() -> None:

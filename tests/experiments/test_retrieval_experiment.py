@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 import kexue.experiments.retrieval as retrieval
 from kexue.report import Verdict, run_experiments
 
 # 40 random KBs x 25 decoded hypotheses = 1000 outputs, the spec's minimum for C4.1.
 TINY = retrieval.Sizes(sequences=(5000,), timing_repeats=3, validity_kbs=40, exactness_kbs=5)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_retrieval_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
