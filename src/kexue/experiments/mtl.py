@@ -56,6 +56,7 @@ from ..utils import seed_everything
 from ._plotting import pyplot
 
 TRANSLATION = 100.0  # spec 06 E6.1: +100 added to the parity task's loss
+POWER_MEANS = (-1.0, 0.0, 1.0, 2.0)  # spec 06 E6.1, on raw and on prior-normalised losses
 
 
 @dataclasses.dataclass(frozen=True)
@@ -535,7 +536,7 @@ def _digits_section(ctx: ExperimentContext, sizes: Sizes) -> None:
     tasks = problem.tasks
     seeds = ctx.seeds(sizes.digits_seeds)
     singles = [Method(f"single: {task.name}", "single", task=i) for i, task in enumerate(tasks)]
-    methods = _weighting_methods(len(tasks), power_means=(-1.0, 0.0, 1.0, 2.0))
+    methods = _weighting_methods(len(tasks), power_means=POWER_MEANS)
     runs = _run_grid(ctx, "digits", problem, singles + methods, seeds)
     dev_single, _ = _single_task_baseline(runs, tasks, "dev")
     test_single, test_single_loss = _single_task_baseline(runs, tasks, "test")
@@ -833,11 +834,7 @@ def _multi_section(ctx: ExperimentContext, sizes: Sizes) -> None:
     tasks = problem.tasks
     seeds = ctx.seeds(sizes.multi_seeds)
     singles = [Method(f"single: {task.name}", "single", task=i) for i, task in enumerate(tasks)]
-    methods = [
-        m
-        for m in _weighting_methods(2, power_means=(0.0,))
-        if m.name != "unit-gradient sum, last layer"
-    ]
+    methods = _weighting_methods(2, power_means=POWER_MEANS)
     runs = _run_grid(ctx, "multimnist", problem, singles + methods, seeds)
     dev_single, _ = _single_task_baseline(runs, tasks, "dev")
     test_single, test_single_loss = _single_task_baseline(runs, tasks, "test")
