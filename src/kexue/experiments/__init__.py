@@ -19,6 +19,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "kexue.experiments.retrieval",
     "kexue.experiments.kbqa",
     "kexue.experiments.mtl",
+    "kexue.experiments.primary_aux",
 )
 
 
