@@ -569,7 +569,15 @@ def _noisy_section(ctx: ExperimentContext, sizes: Sizes) -> None:
         "whose gradient has a positive inner product with the clean gradient (mask mean loss; "
         "inner products by a forward-mode JVP, equal to kexue.mtl.per_sample_gradients + gglm_mask "
         f"at the first step: {sum(mismatches)} disagreements over {len(mismatches)} runs). "
-        "'Memorised': share of corrupted training labels the final model predicts.",
+        "'Memorised': share of corrupted training labels the final model predicts."
+        + (
+            " Per-class rows (minibatch regime): the clean loss of each class as its own "
+            "auxiliary task (10 constraints), solved exactly (kkt) or by the post's literal rule "
+            "(up to 30,000 coordinate updates); 'stalled calls': steps in which the post's rule "
+            "stopped at a fixed point that is not the projection."
+            if sizes.per_class and sizes.noisy_minibatch_steps
+            else ""
+        ),
     )
     _noisy_figure(ctx, curves)
     ctx.add_claim(
@@ -690,7 +698,8 @@ def _mnist_section(ctx: ExperimentContext, sizes: Sizes, seeds: Sequence[int]) -
     rows: list[list[str]] = []
     checks: list[Check] = []
     summaries: dict[str, dict[str, Any]] = {}
-    methods = list(NOISY_METHODS) + ([PER_CLASS_KKT, PER_CLASS_POST] if sizes.per_class else [])
+    # the post's rule is compared on digits only: it may run to its 30,000-update cap per step
+    methods = list(NOISY_METHODS) + ([PER_CLASS_KKT] if sizes.per_class else [])
     for rate in sizes.mnist_rates:
         setting = NoisySetting("mnist", "mlp", 256, 256, steps, 0.1, rate)
         load = partial(mnist_noisy_data, rate=rate, sizes=sizes)
@@ -712,7 +721,13 @@ def _mnist_section(ctx: ExperimentContext, sizes: Sizes, seeds: Sequence[int]) -
         caption=f"{sizes.mnist_noisy} MNIST training images with symmetric noise, "
         f"{sizes.mnist_clean} clean images, {sizes.mnist_test} test images; MLP 784-256-10, SGD lr "
         f"0.1, minibatch 256, {sizes.mnist_epochs} epochs ({steps} steps); the clean loss on the "
-        "whole clean set every step. Methods as in the digits table.",
+        "whole clean set every step. Methods as in the digits table"
+        + (
+            "; the per-class variant with the exact solver only (the post's rule, which may run to "
+            "its 30,000-update cap in a step, is compared on digits)."
+            if sizes.per_class
+            else "."
+        ),
     )
     ctx.add_claim(
         "E8.2",
