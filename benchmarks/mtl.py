@@ -85,6 +85,7 @@ from _harness import (
     settings_from_args,
     write_results,
 )
+from _mtl_common import StepConfig, build_model, fmt, parse_ints, time_call
 from kexue.mtl import (
     EqualWeights,
     GradNormalized,
@@ -296,19 +297,6 @@ def solvers(libmtl: Any, torchjd: Any) -> dict[str, Solver]:
     return table
 
 
-def _time_call(call: Callable[[], object], budget: float) -> tuple[float, object]:
-    """``(median seconds of one call, result of the first call)``: repeated while the calls so
-    far took less than ``budget`` (at most 25 repeats); a first call over budget is the only one."""
-    start = time.perf_counter()
-    result = call()
-    times = [time.perf_counter() - start]
-    while sum(times) < budget and len(times) < 25:
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
-
-
 def _fw_gap(alpha: np.ndarray, gram: np.ndarray) -> float:
     s = gram @ alpha
     return float(alpha @ s - s.min())
@@ -353,7 +341,7 @@ def solver_benchmark(
                     for name, solver in table.items():
                         if seed == 0 and family == FAMILIES[0]:
                             solver(problem)  # untimed warm-up (lazy imports, first-call costs)
-                        seconds, output = _time_call(partial(solver, problem), budget)
+                        seconds, output = time_call(partial(solver, problem), budget)
                         record: dict[str, Any] = {
                             "solver": name, "n_tasks": n_tasks, "dtype": problem.dtype,
                             "family": family, "seed": seed, "time_us": seconds * 1e6,
@@ -449,10 +437,6 @@ def _solver_order(name: str) -> int:
     return order.index(name) if name in order else len(order)
 
 
-def _fmt(value: float | None, spec: str = ".1e") -> str:
-    return "—" if value is None else format(value, spec)
-
-
 def solver_markdown(summary: Sequence[dict[str, Any]], seeds: int) -> list[str]:
     lines = [
         f"## Min-norm solvers ({len(FAMILIES)} families × {seeds} seeds per T and dtype)",
@@ -468,35 +452,14 @@ def solver_markdown(summary: Sequence[dict[str, Any]], seeds: int) -> list[str]:
     for s in summary:
         lines.append(
             f"| {s['dtype']} | {s['n_tasks']} | {s['solver']} | {s['failed']}/{s['problems']} | "
-            f"{_fmt(s['max_alpha_diff_unique'])} | {_fmt(s['max_update_diff'])} | "
-            f"{_fmt(s['max_rel_gap'])} | {s['median_us']:.0f} |"
+            f"{fmt(s['max_alpha_diff_unique'])} | {fmt(s['max_update_diff'])} | "
+            f"{fmt(s['max_rel_gap'])} | {s['median_us']:.0f} |"
         )
     return lines
 
 
 # ----------------------------------------------------------------------------------------------
 # Part 2: time per training step
-
-
-@dataclasses.dataclass(frozen=True)
-class StepConfig:
-    sizes: tuple[int, ...]
-    batch: int
-    classes: int = 10
-    lr: float = 0.01
-
-
-def build_model(config: StepConfig, n_tasks: int, device: str) -> tuple[nn.Module, nn.ModuleList]:
-    """The shared trunk (Linear-ReLU per layer) and ``n_tasks`` linear heads, seed 0."""
-    torch.manual_seed(0)
-    layers: list[nn.Module] = []
-    for a, b in zip(config.sizes[:-1], config.sizes[1:], strict=True):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    trunk = nn.Sequential(*layers).to(device)
-    heads = nn.ModuleList(nn.Linear(config.sizes[-1], config.classes) for _ in range(n_tasks)).to(
-        device
-    )
-    return trunk, heads
 
 
 def make_batch(config: StepConfig, n_tasks: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -774,8 +737,8 @@ def step_notes(
             f"{ub['rel_gap_flattened']:.1e} / {ub['rel_gap_batch_summed']:.1e}; LibMTL rep_grad "
             f"{lib['rel_gap_flattened']:.1e} / {lib['rel_gap_batch_summed']:.1e}. LibMTL's "
             "weights against its own solver run on the flattened / batch-summed gradients: max "
-            f"|Δw| {_fmt(lib['own_solver_diff_flattened'])} / "
-            f"{_fmt(lib['own_solver_diff_batch_summed'])} (LibMTL 1.1.5 "
+            f"|Δw| {fmt(lib['own_solver_diff_flattened'])} / "
+            f"{fmt(lib['own_solver_diff_batch_summed'])} (LibMTL 1.1.5 "
             "sums the representation gradients over the batch, `.sum(1)`, before solving).",
         ]
     lines += ["", *step_pivot(targets, n_tasks_of)]
@@ -804,12 +767,6 @@ def step_pivot(targets: Sequence[dict[str, Any]], n_tasks_of: dict[str, int]) ->
     return lines
 
 
-def _parse_ints(text: str | None, default: Sequence[int]) -> tuple[int, ...]:
-    if text is None:
-        return tuple(default)
-    return tuple(int(part) for part in text.split(",") if part.strip())
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, write ``<out>/mtl.{json,md}``, print the table; return the JSON."""
     defaults = Settings(rounds=8, min_run_time=0.2)  # spec 12 §9: median of ≥ 8 rounds
@@ -828,7 +785,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     quirks = libmtl_quirks(libmtl) if libmtl is not None else {}
 
     seeds = args.seeds if args.seeds is not None else (1 if quick else 3)
-    solver_tasks = _parse_ints(args.solver_tasks, QUICK_SOLVER_TASKS if quick else SOLVER_TASKS)
+    solver_tasks = parse_ints(args.solver_tasks, QUICK_SOLVER_TASKS if quick else SOLVER_TASKS)
     started = time.perf_counter()
     part1 = solver_benchmark(libmtl, torchjd, solver_tasks, seeds, 0.002 if quick else 0.01)
     elapsed = {"solvers_s": time.perf_counter() - started}
@@ -836,7 +793,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     config = StepConfig((64, 32, 32), 32) if quick else StepConfig((784, 256, 256), 256)
     names = step_methods(libmtl, torchjd)
-    step_tasks = _parse_ints(args.tasks, STEP_TASKS)
+    step_tasks = parse_ints(args.tasks, STEP_TASKS)
     rows: list[Row] = []
     n_tasks_of: dict[str, int] = {}
     shape = "-".join(map(str, config.sizes))

@@ -54,7 +54,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # finds _harness when run as a script
 
@@ -67,6 +66,7 @@ from _harness import (
     settings_from_args,
     write_results,
 )
+from _mtl_common import StepConfig, build_model, fmt, parse_ints, time_call
 from kexue.mtl import (
     GradCosine,
     L2AsAuxiliary,
@@ -169,19 +169,6 @@ def solvers() -> dict[str, Solver]:
     }
 
 
-def _time_call(call: Callable[[], object], budget: float) -> tuple[float, Any]:
-    """``(median seconds of one call, result of the first call)``, repeated while the calls so
-    far took less than ``budget`` (at most 25 repeats)."""
-    start = time.perf_counter()
-    result = call()
-    times = [time.perf_counter() - start]
-    while sum(times) < budget and len(times) < 25:
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
-
-
 def solver_benchmark(counts: Sequence[int], seeds: int, budget: float) -> dict[str, Any]:
     table = solvers()
     records: list[dict[str, Any]] = []
@@ -200,7 +187,7 @@ def solver_benchmark(counts: Sequence[int], seeds: int, budget: float) -> dict[s
                     if name not in warmed:
                         solve(g0, grads)
                         warmed.add(name)
-                    seconds, (lam, stalled) = _time_call(partial_call(solve, g0, grads), budget)
+                    seconds, (lam, stalled) = time_call(partial_call(solve, g0, grads), budget)
                     u = g0 + lam @ grads
                     records.append(
                         {
@@ -258,10 +245,6 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _fmt(value: float | None, spec: str = ".1e") -> str:
-    return "—" if value is None else format(value, spec)
-
-
 def solver_markdown(summary: Sequence[dict[str, Any]], seeds: int) -> list[str]:
     lines = [
         f"## Projection solvers ({len(FAMILIES)} families × {seeds} seed(s) per n; d = 2n + 16, "
@@ -279,32 +262,13 @@ def solver_markdown(summary: Sequence[dict[str, Any]], seeds: int) -> list[str]:
         lines.append(
             f"| {s['n_aux']} | {s['solver']} | {s['max_gap']:.1e} | "
             f"{s['suboptimal']}/{s['instances']} | {s['stalled']} | "
-            f"{_fmt(s['max_lambda_diff_unique'])} | {s['max_kkt']:.1e} | {s['median_us']:.0f} |"
+            f"{fmt(s['max_lambda_diff_unique'])} | {s['max_kkt']:.1e} | {s['median_us']:.0f} |"
         )
     return lines
 
 
 # ----------------------------------------------------------------------------------------------
 # Part 2: time per training step
-
-
-@dataclasses.dataclass(frozen=True)
-class StepConfig:
-    sizes: tuple[int, ...]
-    batch: int
-    classes: int = 10
-    lr: float = 0.01
-
-
-def build_model(config: StepConfig, n_tasks: int, device: str) -> tuple[nn.Module, nn.ModuleList]:
-    """The shared trunk (Linear-ReLU per layer) and ``n_tasks`` linear heads, seed 0."""
-    torch.manual_seed(0)
-    layers: list[nn.Module] = []
-    for a, b in zip(config.sizes[:-1], config.sizes[1:], strict=True):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    trunk = nn.Sequential(*layers).to(device)
-    heads = nn.ModuleList(nn.Linear(config.sizes[-1], config.classes) for _ in range(n_tasks))
-    return trunk, heads.to(device)
 
 
 def make_batch(config: StepConfig, n_tasks: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -459,12 +423,6 @@ def agreement_notes(agreement: dict[str, Any]) -> list[str]:
     ]
 
 
-def _parse_ints(text: str | None, default: Sequence[int]) -> tuple[int, ...]:
-    if text is None:
-        return tuple(default)
-    return tuple(int(part) for part in text.split(",") if part.strip())
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, write ``<out>/primary_aux.{json,md}``, print the Markdown; return the
     JSON payload plus the per-instance solver records."""
@@ -480,14 +438,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     quick, device = settings.quick, settings.device
 
     seeds = args.seeds if args.seeds is not None else (1 if quick else 5)
-    counts = _parse_ints(args.aux, QUICK_AUX_COUNTS if quick else AUX_COUNTS)
+    counts = parse_ints(args.aux, QUICK_AUX_COUNTS if quick else AUX_COUNTS)
     started = time.perf_counter()
     part1 = solver_benchmark(counts, seeds, 0.002 if quick else 0.01)
     elapsed = {"solvers_s": time.perf_counter() - started}
 
     started = time.perf_counter()
     config = StepConfig((64, 32, 32), 32) if quick else StepConfig((784, 256, 256), 256)
-    step_tasks = _parse_ints(args.tasks, (2,) if quick else STEP_TASKS)
+    step_tasks = parse_ints(args.tasks, (2,) if quick else STEP_TASKS)
     rows: list[Row] = []
     n_tasks_of: dict[str, int] = {}
     shape = "-".join(map(str, config.sizes))

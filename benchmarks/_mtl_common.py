@@ -1,0 +1,57 @@
+"""Pieces shared by the multi-task benchmarks (``mtl.py``, ``primary_aux.py``): the trunk-and-heads
+model of the per-step timings, a call timer and small formatting helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    sizes: tuple[int, ...]
+    batch: int
+    classes: int = 10
+    lr: float = 0.01
+
+
+def build_model(config: StepConfig, n_tasks: int, device: str) -> tuple[nn.Module, nn.ModuleList]:
+    """The shared trunk (Linear-ReLU per layer) and ``n_tasks`` linear heads, seed 0."""
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    for a, b in zip(config.sizes[:-1], config.sizes[1:], strict=True):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    trunk = nn.Sequential(*layers).to(device)
+    heads = nn.ModuleList(nn.Linear(config.sizes[-1], config.classes) for _ in range(n_tasks)).to(
+        device
+    )
+    return trunk, heads
+
+
+def time_call(call: Callable[[], object], budget: float) -> tuple[float, Any]:
+    """``(median seconds of one call, result of the first call)``: repeated while the calls so
+    far took less than ``budget`` (at most 25 repeats); a first call over budget is the only one."""
+    start = time.perf_counter()
+    result = call()
+    times = [time.perf_counter() - start]
+    while sum(times) < budget and len(times) < 25:
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def fmt(value: float | None, spec: str = ".1e") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def parse_ints(text: str | None, default: Sequence[int]) -> tuple[int, ...]:
+    if text is None:
+        return tuple(default)
+    return tuple(int(part) for part in text.split(",") if part.strip())
