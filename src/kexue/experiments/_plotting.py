@@ -33,3 +33,13 @@ def image_grid(images: np.ndarray, rows: int, columns: int, *, pad: int = 1) -> 
         top, left = pad + row * (height + pad), pad + column * (width + pad)
         grid[top : top + height, left : left + width] = images[index]
     return grid
+
+
+def plot_trajectories(axis: Any, paths: Any) -> None:
+    """Draw 2-D optimisation paths on ``axis``: a line per path, a dot at its start and a cross
+    at its end (the toy figures of the multi-task experiments)."""
+    for path in paths:
+        array = np.asarray(path)
+        axis.plot(array[:, 0], array[:, 1], linewidth=0.8, color="tab:blue")
+        axis.plot(array[0, 0], array[0, 1], "o", markersize=2.5, color="tab:blue")
+        axis.plot(array[-1, 0], array[-1, 1], "x", markersize=4, color="tab:red")

@@ -53,7 +53,7 @@ from ..mtl import (
 )
 from ..report import Check, ExperimentContext, check_at_least, check_at_most, register_experiment
 from ..utils import seed_everything
-from ._plotting import pyplot
+from ._plotting import plot_trajectories, pyplot
 
 TRANSLATION = 100.0  # spec 06 E6.1: +100 added to the parity task's loss
 POWER_MEANS = (-1.0, 0.0, 1.0, 2.0)  # spec 06 E6.1, on raw and on prior-normalised losses
@@ -1085,11 +1085,7 @@ def _toy_section(ctx: ExperimentContext, sizes: Sizes) -> None:
     plt = pyplot()
     figure, axes = plt.subplots(1, len(rules), figsize=(5 * len(rules), 4.6), sharey=True)
     for ax, rule in zip(axes, rules, strict=False):
-        for path in results[rule]["paths"]:
-            array = np.asarray(path)
-            ax.plot(array[:, 0], array[:, 1], linewidth=0.8, color="tab:blue")
-            ax.plot(array[0, 0], array[0, 1], "o", markersize=2.5, color="tab:blue")
-            ax.plot(array[-1, 0], array[-1, 1], "x", markersize=4, color="tab:red")
+        plot_trajectories(ax, results[rule]["paths"])
         ax.plot([TOY_A[0], TOY_B[0]], [TOY_A[1], TOY_B[1]], color="black", linewidth=2.5,
                 label="Pareto set [a, b]")  # fmt: skip
         ax.set_title(rule)

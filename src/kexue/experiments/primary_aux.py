@@ -58,7 +58,7 @@ from ..report import (
     register_experiment,
 )
 from ..utils import seed_everything
-from ._plotting import pyplot
+from ._plotting import plot_trajectories, pyplot
 
 EPS64 = float(np.finfo(np.float64).eps)
 
@@ -1187,11 +1187,7 @@ def _toy_section(ctx: ExperimentContext, sizes: Sizes) -> None:
     plt = pyplot()
     figure, axes = plt.subplots(1, len(TOY_RULES), figsize=(5 * len(TOY_RULES), 4.6), sharey=True)
     for ax, rule in zip(axes, TOY_RULES, strict=True):
-        for path in results[rule]["paths"]:
-            array = np.asarray(path)
-            ax.plot(array[:, 0], array[:, 1], linewidth=0.8, color="tab:blue")
-            ax.plot(array[0, 0], array[0, 1], "o", markersize=2.5, color="tab:blue")
-            ax.plot(array[-1, 0], array[-1, 1], "x", markersize=4, color="tab:red")
+        plot_trajectories(ax, results[rule]["paths"])
         ax.plot(*TOY_A, "s", color="black", label="a (main minimum)")
         ax.plot(*TOY_B, "^", color="black", label="b (auxiliary minimum)")
         ax.set_title(rule)
