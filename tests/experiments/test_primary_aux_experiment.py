@@ -97,13 +97,18 @@ def test_primary_aux_full_path_at_tiny_size(
     assert result.status == "ok", result.error
     claims = {claim.claim_id: claim for claim in result.claims}
     assert set(claims) == CLAIMS
-    assert claims["E8.1 (minibatch)"].verdict is not Verdict.INCONCLUSIVE
+    # the minibatch regime ran (its checks, not the "not run in --quick" placeholder); at tiny
+    # size the paired 95% intervals may well contain 0, so its verdict is not asserted
+    minibatch_checks = claims["E8.1 (minibatch)"].checks
+    assert len(minibatch_checks) == 4
+    assert all("paired test accuracy" in check.description for check in minibatch_checks)
     assert len(claims["E8.1"].checks) == 4  # MLP and softmax regression
     noisy = next(t for t in result.tables if t.title.startswith("Noisy labels on digits"))
     methods = {row[1] for row in noisy.rows}
     assert {pa.PER_CLASS_KKT, pa.PER_CLASS_POST} <= methods
     if any(t.title.startswith("Noisy labels on MNIST") for t in result.tables):
-        assert claims["E8.2"].verdict is not Verdict.INCONCLUSIVE
+        # MNIST ran: its checks are the paired intervals (outcome not asserted at tiny size)
+        assert all("paired test accuracy" in check.description for check in claims["E8.2"].checks)
     else:
         assert claims["E8.2"].verdict is Verdict.INCONCLUSIVE
 
