@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from _harness import Row
+
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
@@ -55,3 +57,47 @@ def parse_ints(text: str | None, default: Sequence[int]) -> tuple[int, ...]:
     if text is None:
         return tuple(default)
     return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def check_targets(
+    rows: Sequence[Row], n_tasks_of: dict[str, int], light: Sequence[str], light_kind: str
+) -> list[dict[str, Any]]:
+    """Each timed row against its target: ≤ 1.2× the baseline for the ``light`` methods (loss
+    weightings, gradient hooks: one backward), ≤ (T+1)× for gradient methods (T backwards)."""
+    checks = []
+    for row in rows:
+        if row.method == row.baseline:
+            continue
+        is_light = row.method in light
+        target = 1.2 if is_light else float(n_tasks_of[row.group] + 1)
+        checks.append(
+            {
+                "group": row.group, "method": row.method,
+                "kind": light_kind if is_light else "gradient method", "ratio": row.ratio,
+                "target": target, "met": row.ratio <= target,
+            }
+        )  # fmt: skip
+    return checks
+
+
+def step_pivot(
+    targets: Sequence[dict[str, Any]], n_tasks_of: dict[str, int], title: str
+) -> list[str]:
+    """Time per step / baseline, one row per method and one column per T, under ``title``."""
+    tasks = sorted(set(n_tasks_of.values()))
+    methods = list(dict.fromkeys(t["method"] for t in targets))
+    cells = {(t["method"], n_tasks_of[t["group"]]): t for t in targets}
+    lines = [
+        title,
+        "",
+        "| method | kind | " + " | ".join(f"T={n}" for n in tasks) + " |",
+        "|---|---|" + "---:|" * len(tasks),
+    ]
+    for method in methods:
+        row = [cells.get((method, n)) for n in tasks]
+        kind = next(t["kind"] for t in row if t is not None)
+        values = [
+            "—" if t is None else f"{t['ratio']:.2f}× " + ("✓" if t["met"] else "✗") for t in row
+        ]
+        lines.append(f"| {method} | {kind} | " + " | ".join(values) + " |")
+    return lines

@@ -85,7 +85,15 @@ from _harness import (
     settings_from_args,
     write_results,
 )
-from _mtl_common import StepConfig, build_model, fmt, parse_ints, time_call
+from _mtl_common import (
+    StepConfig,
+    build_model,
+    check_targets,
+    fmt,
+    parse_ints,
+    step_pivot,
+    time_call,
+)
 from kexue.mtl import (
     EqualWeights,
     GradNormalized,
@@ -116,6 +124,10 @@ LOSS_WEIGHTINGS = (
     "kexue InitNormalized",
     "kexue PowerMean(0)",
     "kexue UncertaintyWeighting",
+)
+STEP_TITLE = (
+    "## Time per step relative to linear scalarization (target: ≤ 1.2× loss weightings, "
+    "≤ (T+1)× gradient methods)"
 )
 KEXUE_GRADIENT_METHODS = (
     "kexue mgda (params, vmap)",
@@ -666,24 +678,6 @@ def rep_grad_agreement(
     return out
 
 
-def check_targets(rows: Sequence[Row], n_tasks_of: dict[str, int]) -> list[dict[str, Any]]:
-    checks = []
-    for row in rows:
-        if row.method == row.baseline:
-            continue
-        n_tasks = n_tasks_of[row.group]
-        weighting = row.method in LOSS_WEIGHTINGS
-        target = 1.2 if weighting else float(n_tasks + 1)
-        checks.append(
-            {
-                "group": row.group, "method": row.method, "kind":
-                "loss weighting" if weighting else "gradient method", "ratio": row.ratio,
-                "target": target, "met": row.ratio <= target,
-            }
-        )  # fmt: skip
-    return checks
-
-
 # ----------------------------------------------------------------------------------------------
 
 
@@ -741,29 +735,7 @@ def step_notes(
             f"{fmt(lib['own_solver_diff_batch_summed'])} (LibMTL 1.1.5 "
             "sums the representation gradients over the batch, `.sum(1)`, before solving).",
         ]
-    lines += ["", *step_pivot(targets, n_tasks_of)]
-    return lines
-
-
-def step_pivot(targets: Sequence[dict[str, Any]], n_tasks_of: dict[str, int]) -> list[str]:
-    """Time per step / linear scalarisation, one row per method and one column per T."""
-    tasks = sorted(set(n_tasks_of.values()))
-    methods = list(dict.fromkeys(t["method"] for t in targets))
-    cells = {(t["method"], n_tasks_of[t["group"]]): t for t in targets}
-    lines = [
-        "## Time per step relative to linear scalarization (target: ≤ 1.2× loss weightings, "
-        "≤ (T+1)× gradient methods)",
-        "",
-        "| method | kind | " + " | ".join(f"T={n}" for n in tasks) + " |",
-        "|---|---|" + "---:|" * len(tasks),
-    ]
-    for method in methods:
-        row = [cells.get((method, n)) for n in tasks]
-        kind = next(t["kind"] for t in row if t is not None)
-        values = [
-            "—" if t is None else f"{t['ratio']:.2f}× " + ("✓" if t["met"] else "✗") for t in row
-        ]
-        lines.append(f"| {method} | {kind} | " + " | ".join(values) + " |")
+    lines += ["", *step_pivot(targets, n_tasks_of, STEP_TITLE)]
     return lines
 
 
@@ -811,7 +783,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rep_grad = (
         rep_grad_agreement(config, max(step_tasks), device, libmtl) if libmtl is not None else {}
     )
-    targets = check_targets(rows, n_tasks_of)
+    targets = check_targets(rows, n_tasks_of, LOSS_WEIGHTINGS, "loss weighting")
     elapsed["steps_s"] = time.perf_counter() - started
 
     summary = part1["summary"]

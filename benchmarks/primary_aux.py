@@ -66,7 +66,15 @@ from _harness import (
     settings_from_args,
     write_results,
 )
-from _mtl_common import StepConfig, build_model, fmt, parse_ints, time_call
+from _mtl_common import (
+    StepConfig,
+    build_model,
+    check_targets,
+    fmt,
+    parse_ints,
+    step_pivot,
+    time_call,
+)
 from kexue.mtl import (
     GradCosine,
     L2AsAuxiliary,
@@ -102,6 +110,10 @@ GRADIENT_METHODS = (
     "MGDA (reference)",
 )
 HOOKS = ("sum + L2AsAuxiliary (coupled)",)
+STEP_TITLE = (
+    "## Time per step relative to the sum of losses (target: ≤ (T+1)× gradient methods, "
+    "≤ 1.2× the L2 hook)"
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -370,43 +382,6 @@ def step_agreement(config: StepConfig, n_tasks: int, device: str) -> dict[str, A
     return out
 
 
-def check_targets(rows: Sequence[Row], n_tasks_of: dict[str, int]) -> list[dict[str, Any]]:
-    checks = []
-    for row in rows:
-        if row.method == row.baseline:
-            continue
-        hook = row.method in HOOKS
-        target = 1.2 if hook else float(n_tasks_of[row.group] + 1)
-        checks.append(
-            {
-                "group": row.group, "method": row.method,
-                "kind": "gradient hook" if hook else "gradient method", "ratio": row.ratio,
-                "target": target, "met": row.ratio <= target,
-            }
-        )  # fmt: skip
-    return checks
-
-
-def step_pivot(targets: Sequence[dict[str, Any]], n_tasks_of: dict[str, int]) -> list[str]:
-    tasks = sorted(set(n_tasks_of.values()))
-    methods = list(dict.fromkeys(t["method"] for t in targets))
-    cells = {(t["method"], n_tasks_of[t["group"]]): t for t in targets}
-    lines = [
-        "## Time per step relative to the sum of losses (target: ≤ (T+1)× gradient methods, "
-        "≤ 1.2× the L2 hook)",
-        "",
-        "| method | " + " | ".join(f"T={n}" for n in tasks) + " |",
-        "|---|" + "---:|" * len(tasks),
-    ]
-    for method in methods:
-        values = []
-        for n in tasks:
-            t = cells.get((method, n))
-            values.append("—" if t is None else f"{t['ratio']:.2f}× " + ("✓" if t["met"] else "✗"))
-        lines.append(f"| {method} | " + " | ".join(values) + " |")
-    return lines
-
-
 def agreement_notes(agreement: dict[str, Any]) -> list[str]:
     methods = agreement["methods"]
     return [
@@ -458,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         steps = {name: training_step(name, n_tasks, config, device) for name in step_methods()}
         rows += measure(group, steps, BASELINE, settings)
     agreement = step_agreement(config, max(step_tasks), device)
-    targets = check_targets(rows, n_tasks_of)
+    targets = check_targets(rows, n_tasks_of, HOOKS, "gradient hook")
     elapsed["steps_s"] = time.perf_counter() - started
 
     summary = part1["summary"]
@@ -483,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "",
         *agreement_notes(agreement),
         "",
-        *step_pivot(targets, n_tasks_of),
+        *step_pivot(targets, n_tasks_of, STEP_TITLE),
     ]
     if quick:
         notes += [
