@@ -58,8 +58,12 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from ._checks import LossesLike, check_choice, check_losses, check_tensor_list
-from ._gradients import JACOBIAN_METHODS, JacobianMethod, gram_matrix, task_gradients
+from ._checks import LossesLike, check_choice, check_tensor_list
+from ._gradients import (
+    JACOBIAN_METHODS,
+    JacobianMethod,
+    gram_weighted_loss,
+)
 
 __all__ = [
     "L2_MODES",
@@ -1024,16 +1028,13 @@ class PrimaryAuxiliary(nn.Module):
                 "PrimaryAuxiliary as a loss needs shared_params (and mode='shared'); otherwise "
                 "use kexue.mtl.mtl_backward(losses, ..., aggregator=this)"
             )
-        scalars, stacked = check_losses(losses)
-        jacobian = task_gradients(
-            losses if isinstance(losses, torch.Tensor) else scalars,
+        return gram_weighted_loss(
+            losses,
             self._shared,
+            self.weights_from_gram,
             method=self.jacobian_method,  # type: ignore[arg-type]
             chunk_size=self.chunk_size,
-            retain_graph=True,
         )
-        weights = self.weights_from_gram(gram_matrix(jacobian), stacked.detach())
-        return (weights.to(device=stacked.device, dtype=stacked.dtype) * stacked).sum()
 
 
 def _cosine_gate(

@@ -31,6 +31,7 @@ from ._gradients import (
     JacobianMethod,
     batched_vjp,
     gram_matrix,
+    gram_weighted_loss,
     resolve_jacobian_method,
     task_gradients,
 )
@@ -182,16 +183,13 @@ class MGDA(nn.Module):
                 "MGDA as a loss needs shared_params (and upper_bound=False); for MGDA-UB or "
                 "without shared_params use kexue.mtl.mtl_backward(losses, ..., aggregator=this)"
             )
-        scalars, stacked = check_losses(losses)
-        jacobian = task_gradients(
-            losses if isinstance(losses, torch.Tensor) else scalars,
+        return gram_weighted_loss(
+            losses,
             self._shared,
+            self.weights_from_gram,
             method=self.jacobian_method,  # type: ignore[arg-type]
             chunk_size=self.chunk_size,
-            retain_graph=True,
         )
-        weights = self.weights_from_gram(gram_matrix(jacobian), stacked.detach())
-        return (weights.to(device=stacked.device, dtype=stacked.dtype) * stacked).sum()
 
 
 @dataclasses.dataclass(frozen=True)

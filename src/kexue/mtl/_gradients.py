@@ -16,7 +16,7 @@ in float64 one input tensor at a time (only one block is ever up-cast).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
 import torch
@@ -203,3 +203,26 @@ def gram_matrix(jacobian: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor
         total = part if total is None else total + part
     assert total is not None
     return total
+
+
+def gram_weighted_loss(
+    losses: LossesLike,
+    shared: Sequence[torch.Tensor],
+    weights_from_gram: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    method: JacobianMethod,
+    chunk_size: int | None,
+) -> torch.Tensor:
+    """``Σᵢ sg(wᵢ)·Lᵢ`` with w from the Gram matrix of the per-task gradients of ``shared``
+    (spec 07 §3.2 step 5): the as-a-loss form of the Gram-based aggregators (MGDA,
+    PrimaryAuxiliary). The graph is kept for the backward of the returned loss."""
+    scalars, stacked = check_losses(losses)
+    jacobian = task_gradients(
+        losses if isinstance(losses, torch.Tensor) else scalars,
+        shared,
+        method=method,
+        chunk_size=chunk_size,
+        retain_graph=True,
+    )
+    weights = weights_from_gram(gram_matrix(jacobian), stacked.detach())
+    return (weights.to(device=stacked.device, dtype=stacked.dtype) * stacked).sum()
