@@ -114,7 +114,6 @@ class Method:
     build: Callable[[dict[str, list[float]], nn.Module, nn.Module], Any] | None = None
     task: int | None = None
     features: bool = False
-    from_post: bool = True
 
 
 def _weighting_methods(n_tasks: int, *, power_means: Sequence[float]) -> list[Method]:
@@ -149,13 +148,11 @@ def _weighting_methods(n_tasks: int, *, power_means: Sequence[float]) -> list[Me
             "uncertainty (Kendall)",
             "loss",
             lambda r, t, last: UncertaintyWeighting(n_tasks),
-            from_post=False,
         ),
         Method(
             "GradNorm (Chen, α=1.5)",
             "loss",
             lambda r, t, last: GradNormChen(n_tasks, list(last.parameters())),
-            from_post=False,
         ),
         Method("MGDA", "gradient", lambda r, t, last: MGDA()),
         Method("MGDA-UB", "gradient", lambda r, t, last: MGDA(upper_bound=True), features=True),
@@ -464,12 +461,10 @@ def _mean_std(values: Sequence[float], digits: int = 3, scale: float = 1.0) -> s
     return f"{array.mean():.{digits}f} ± {array.std(ddof=1):.{digits}f}"
 
 
-def _strip(record: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in record.items() if key != "model"}
-
-
 def _stripped_run(problem: Problem, method: Method, seed: int, **options: Any) -> dict[str, Any]:
-    return _strip(train_run(problem, method, seed, **options))
+    """:func:`train_run` without the model (the JSON-serialisable record that is cached)."""
+    record = train_run(problem, method, seed, **options)
+    return {key: value for key, value in record.items() if key != "model"}
 
 
 def _run_grid(
