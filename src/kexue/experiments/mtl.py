@@ -54,6 +54,7 @@ from ..mtl import (
 from ..report import Check, ExperimentContext, check_at_least, check_at_most, register_experiment
 from ..utils import seed_everything
 from ._plotting import plot_trajectories, pyplot
+from ._tables import format_mean_std
 
 TRANSLATION = 100.0  # spec 06 E6.1: +100 added to the parity task's loss
 POWER_MEANS = (-1.0, 0.0, 1.0, 2.0)  # spec 06 E6.1, on raw and on prior-normalised losses
@@ -454,13 +455,6 @@ def _digits_problem(steps: int) -> Problem:
 DIGIT_FIXED_GRID = (1e-5, 1e-4, 1e-3, 1e-2)  # the ink task's weight; the others weigh 1
 
 
-def _mean_std(values: Sequence[float], digits: int = 3, scale: float = 1.0) -> str:
-    array = np.asarray(values, dtype=np.float64) * scale
-    if array.size == 1:
-        return f"{array[0]:.{digits}f}"
-    return f"{array.mean():.{digits}f} ± {array.std(ddof=1):.{digits}f}"
-
-
 def _stripped_run(problem: Problem, method: Method, seed: int, **options: Any) -> dict[str, Any]:
     """:func:`train_run` without the model (the JSON-serialisable record that is cached)."""
     record = train_run(problem, method, seed, **options)
@@ -561,7 +555,7 @@ def _digits_section(ctx: ExperimentContext, sizes: Sizes) -> None:
     for name in order:
         s = summary[name]
         metric_cells = [
-            _mean_std([r["test"]["metric"][i] for r in runs[name]]) for i in range(len(tasks))
+            format_mean_std([r["test"]["metric"][i] for r in runs[name]]) for i in range(len(tasks))
         ]
         rows.append(
             [
@@ -740,9 +734,9 @@ def _translation(ctx: ExperimentContext, problem: Problem, seeds: Sequence[int])
                 name,
                 f"{np.mean([r['parity_weight_ratio'] for r in records]):.3g}",
                 f"{max(r['parameter_change'] for r in records):.2e}",
-                _mean_std([r["parity_metric"][0] for r in records]),
-                _mean_std([r["parity_metric"][1] for r in records]),
-                _mean_std([r["parity_loss"][1] / r["parity_loss"][0] for r in records], 2),
+                format_mean_std([r["parity_metric"][0] for r in records]),
+                format_mean_std([r["parity_metric"][1] for r in records]),
+                format_mean_std([r["parity_loss"][1] / r["parity_loss"][0] for r in records], 2),
             ]
         )
     ctx.add_table(
@@ -857,7 +851,10 @@ def _multi_section(ctx: ExperimentContext, sizes: Sizes) -> None:
         rows.append(
             [
                 name,
-                *[_mean_std([r["test"]["metric"][i] for r in runs[name]], 4) for i in range(2)],
+                *[
+                    format_mean_std([r["test"]["metric"][i] for r in runs[name]], 4)
+                    for i in range(2)
+                ],
                 f"{s['delta_m']:+.2f} ± {s['delta_m_std']:.2f}",
                 " / ".join(f"{v:.3f}" for v in s["relative_loss"]),
                 f"{s['seconds_per_step'] / summary['equal']['seconds_per_step']:.2f}",

@@ -59,6 +59,7 @@ from ..report import (
 )
 from ..utils import seed_everything
 from ._plotting import plot_trajectories, pyplot
+from ._tables import format_mean_std
 
 EPS64 = float(np.finfo(np.float64).eps)
 
@@ -125,13 +126,6 @@ FULL = Sizes(
     toy_steps=6000,
     solver_instances=2000,
 )
-
-
-def _mean_std(values: Sequence[float], digits: int = 3, scale: float = 1.0) -> str:
-    array = np.asarray(values, dtype=np.float64) * scale
-    if array.size == 1:
-        return f"{array[0]:.{digits}f}"
-    return f"{array.mean():.{digits}f} ± {array.std(ddof=1):.{digits}f}"
 
 
 def _check_paired_gain(description: str, summary: dict[str, Any]) -> Check:
@@ -493,8 +487,8 @@ def _noisy_rows(
             [
                 setting.label,
                 method,
-                _mean_std(accuracy.tolist(), 3),
-                "0 (reference)" if method == NOISY else _mean_std(diff.tolist(), 3),
+                format_mean_std(accuracy.tolist(), 3),
+                "0 (reference)" if method == NOISY else format_mean_std(diff.tolist(), 3),
                 f"{100 * s['memorised']:.1f}",
                 _activity_summary(records),
                 f"{1e3 * s['seconds_per_step']:.2f}",
@@ -940,8 +934,8 @@ def _l2_section(ctx: ExperimentContext, sizes: Sizes) -> None:
         rows.append(
             [
                 label,
-                _mean_std([r["dev"] for r in records]),
-                _mean_std([r["test"] for r in records]),
+                format_mean_std([r["dev"] for r in records]),
+                format_mean_std([r["test"] for r in records]),
                 f"{first:.2f}",
                 f"{last:.2f}",
                 f"{100 * np.mean([r['active_fraction'] for r in records]):.0f}%"
