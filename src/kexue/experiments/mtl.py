@@ -1118,6 +1118,6 @@ register_experiment(
     spec="06, 07",
     description="Digits with four tasks of very different scales (every weighting, MGDA, "
     "MGDA-UB, translation test), MultiMNIST, and the 2-D Pareto toy.",
-    quick_minutes=2.0,
+    quick_minutes=1.75,
     order=60,
 )(run)

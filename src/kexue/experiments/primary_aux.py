@@ -1412,6 +1412,6 @@ register_experiment(
     description="Noisy labels with a small clean set (digits; MNIST with --full), L2 "
     "regularisation without a coefficient on random features, the 2-D toy, and a solver study "
     "of the post's coordinate rule against exact NNLS.",
-    quick_minutes=1.0,
+    quick_minutes=0.75,
     order=65,
 )(run)
