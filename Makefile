@@ -85,6 +85,8 @@ bench: $(VENV)/.stamp-test
 	$(BIN)/python benchmarks/retrieval.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/mtl.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/primary_aux.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/discrete.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/hubness.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) reports/latest .pytest_cache .mypy_cache .ruff_cache

@@ -20,6 +20,8 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "kexue.experiments.kbqa",
     "kexue.experiments.mtl",
     "kexue.experiments.primary_aux",
+    "kexue.experiments.perturb_max",
+    "kexue.experiments.hubness",
 )
 
 
