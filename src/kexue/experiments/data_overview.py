@@ -305,6 +305,6 @@ register_experiment(
     spec="11",
     description="Sample grids and statistics of every offline dataset, the accuracy of the shipped "
     "in-domain feature extractors, and a sanity check that in-domain FID separates datasets.",
-    quick_minutes=0.5,
+    quick_minutes=0.25,
     order=0,
 )(run)

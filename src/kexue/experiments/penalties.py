@@ -856,6 +856,6 @@ register_experiment(
     description="The inequality on random MLPs (spectral/Frobenius), initial spectral norms, "
     "learning rate vs Dirichlet energy on 1-D regression, and the inequality's terms during "
     "training on digits.",
-    quick_minutes=2.5,
+    quick_minutes=3.0,
     order=30,
 )(run)
