@@ -43,3 +43,13 @@ def plot_trajectories(axis: Any, paths: Any) -> None:
         axis.plot(array[:, 0], array[:, 1], linewidth=0.8, color="tab:blue")
         axis.plot(array[0, 0], array[0, 1], "o", markersize=2.5, color="tab:blue")
         axis.plot(array[-1, 0], array[-1, 1], "x", markersize=4, color="tab:red")
+
+
+def frame_toy_axis(axis: Any, title: str, extent: float = 2.1) -> None:
+    """Title, the square [−extent, extent]² view with equal aspect, and the legend of a 2-D toy
+    panel (call after every labelled artist is drawn)."""
+    axis.set_title(title)
+    axis.set_xlim(-extent, extent)
+    axis.set_ylim(-extent, extent)
+    axis.set_aspect("equal")
+    axis.legend(fontsize=7, loc="lower right")

@@ -53,7 +53,7 @@ from ..mtl import (
 )
 from ..report import Check, ExperimentContext, check_at_least, check_at_most, register_experiment
 from ..utils import seed_everything
-from ._plotting import plot_trajectories, pyplot
+from ._plotting import frame_toy_axis, plot_trajectories, pyplot
 from ._tables import format_mean_std
 
 TRANSLATION = 100.0  # spec 06 E6.1: +100 added to the parity task's loss
@@ -1080,11 +1080,7 @@ def _toy_section(ctx: ExperimentContext, sizes: Sizes) -> None:
         plot_trajectories(ax, results[rule]["paths"])
         ax.plot([TOY_A[0], TOY_B[0]], [TOY_A[1], TOY_B[1]], color="black", linewidth=2.5,
                 label="Pareto set [a, b]")  # fmt: skip
-        ax.set_title(rule)
-        ax.set_xlim(-2.1, 2.1)
-        ax.set_ylim(-2.1, 2.1)
-        ax.set_aspect("equal")
-        ax.legend(fontsize=7, loc="lower right")
+        frame_toy_axis(ax, rule)
     ctx.save_figure(
         figure,
         "pareto_toy",

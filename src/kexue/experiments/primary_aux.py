@@ -58,7 +58,7 @@ from ..report import (
     register_experiment,
 )
 from ..utils import seed_everything
-from ._plotting import plot_trajectories, pyplot
+from ._plotting import frame_toy_axis, plot_trajectories, pyplot
 from ._tables import format_mean_std
 
 EPS64 = float(np.finfo(np.float64).eps)
@@ -1201,11 +1201,7 @@ def _toy_section(ctx: ExperimentContext, sizes: Sizes) -> None:
         plot_trajectories(ax, results[rule]["paths"])
         ax.plot(*TOY_A, "s", color="black", label="a (main minimum)")
         ax.plot(*TOY_B, "^", color="black", label="b (auxiliary minimum)")
-        ax.set_title(rule)
-        ax.set_xlim(-2.1, 2.1)
-        ax.set_ylim(-2.1, 2.1)
-        ax.set_aspect("equal")
-        ax.legend(fontsize=7, loc="lower right")
+        frame_toy_axis(ax, rule)
     ctx.save_figure(
         figure,
         "toy_trajectories",
