@@ -9,7 +9,7 @@ estimator holds ``k_occurrence_`` (LongTensor) and ``measures_`` (:class:`Hubnes
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
@@ -39,18 +39,7 @@ HubnessScore = Literal[
     "groupie_ratio",
     "all",
 ]
-HUBNESS_SCORES: tuple[str, ...] = (
-    "skewness",
-    "antihub_rate",
-    "hub_rate",
-    "hub_occurrence",
-    "robin_hood",
-    "gini",
-    "max",
-    "top1_share",
-    "groupie_ratio",
-    "all",
-)
+HUBNESS_SCORES: tuple[str, ...] = get_args(HubnessScore)
 #: scikit-hubness names accepted as aliases of ``return_value``.
 _ALIASES = {
     "k_skewness": "skewness",
