@@ -69,6 +69,9 @@ class Noise:
     has_difference_cdf: bool = False
     #: ``log_cdf_derivatives`` is implemented (the interpolated many-classes path, §5.1b)
     has_log_cdf_derivatives: bool = False
+    #: the standardised law's support (lo, hi); the density must be smooth (analytic) inside it.
+    #: Finite ends are where the exact quadrature places breakpoints (spec 09 §5.1).
+    support: tuple[float, float] = (-math.inf, math.inf)
 
     def __init__(self, scale: float = 1.0) -> None:
         self.scale = _check_scale(scale)
@@ -337,6 +340,7 @@ class Uniform(Noise):
 
     name = "uniform"
     has_difference_cdf = True
+    support = (-0.5, 0.5)
 
     def standard_log_cdf(self, x: torch.Tensor) -> torch.Tensor:
         inside = (x > -0.5) & (x < 0.5)
@@ -372,6 +376,7 @@ class Exponential(Noise):
 
     name = "exponential"
     has_difference_cdf = True
+    support = (0.0, math.inf)
 
     def standard_log_cdf(self, x: torch.Tensor) -> torch.Tensor:
         positive = x > 0
@@ -400,7 +405,8 @@ class Exponential(Noise):
 
 class CustomNoise(Noise):
     """A noise law from three callables on the standardised variable: ``log_cdf(x)``,
-    ``icdf(q)`` and (optional, for ``pdf``/Monte-Carlo checks) ``log_pdf(x)``."""
+    ``icdf(q)`` and ``log_pdf(x)`` (needed by the exact quadrature and ``pdf``; optional for the
+    fixed rules). ``support`` (lo, hi): the density must be smooth inside it."""
 
     def __init__(
         self,
@@ -410,8 +416,19 @@ class CustomNoise(Noise):
         *,
         scale: float = 1.0,
         name: str = "custom",
+        support: tuple[float, float] = (-math.inf, math.inf),
     ) -> None:
         super().__init__(scale)
+        if (
+            not isinstance(support, tuple)
+            or len(support) != 2
+            or not all(isinstance(v, (int, float)) and not math.isnan(v) for v in support)
+            or not support[0] < support[1]
+        ):
+            raise ValueError(
+                f"support must be a tuple (lo, hi) with lo < hi (±inf allowed), got {support!r}"
+            )
+        self.support = (float(support[0]), float(support[1]))
         for label, function in (("log_cdf", log_cdf), ("icdf", icdf)):
             if not callable(function):
                 raise TypeError(f"CustomNoise needs a callable {label}, got {function!r}")
