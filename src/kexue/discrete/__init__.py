@@ -22,6 +22,7 @@ quadrature in log space.
 from __future__ import annotations
 
 from ._distribution import PerturbMaxCategorical, perturb_max_sample, straight_through_sample
+from ._losses import FY_LOSS_OPTIONS, perturb_max_fy_infimum, perturb_max_fy_loss
 from ._many_classes import (
     InterpolatedLogProbs,
     interpolated_log_probs,
@@ -53,6 +54,7 @@ from ._quadrature import QUADRATURE_METHODS, quadrature_nodes
 
 __all__ = [
     "ALGORITHMS",
+    "FY_LOSS_OPTIONS",
     "INTERPOLATION_MIN_CLASSES",
     "METHODS",
     "NOISES",
@@ -72,6 +74,8 @@ __all__ = [
     "expected_max",
     "interpolated_log_probs",
     "interpolation_error_bound",
+    "perturb_max_fy_infimum",
+    "perturb_max_fy_loss",
     "perturb_max_log_probs",
     "perturb_max_nll",
     "perturb_max_probs",
