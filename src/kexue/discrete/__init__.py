@@ -16,12 +16,20 @@ quadrature in log space.
   :func:`interpolated_log_probs`); differentiable; fp16/bf16 computed in float32.
 * :func:`perturb_max_nll` (−log p_y), :func:`expected_max` (E max, whose gradient is p),
   :func:`perturb_max_sample` (exact argmax sampling), :func:`straight_through_sample`.
-* :class:`PerturbMaxCategorical`, a ``torch.distributions.Distribution``.
+* :class:`PerturbMaxCategorical` and :class:`PerturbMaxOneHotCategorical` (straight-through
+  ``rsample``): lazy ``torch.distributions`` citizens with O(1) ``expand``, −inf logits as masked
+  classes and ``kl_divergence`` registered against torch's (One-Hot)Categorical; sampling
+  reaches the noise tails (classes with p ≥ 1e-12 are drawn; :mod:`._sampling`).
 """
 
 from __future__ import annotations
 
-from ._distribution import PerturbMaxCategorical, perturb_max_sample, straight_through_sample
+from ._distribution import (
+    PerturbMaxCategorical,
+    PerturbMaxOneHotCategorical,
+    perturb_max_sample,
+    straight_through_sample,
+)
 from ._losses import FY_LOSS_OPTIONS, perturb_max_fy_infimum, perturb_max_fy_loss
 from ._many_classes import (
     InterpolatedLogProbs,
@@ -69,6 +77,7 @@ __all__ = [
     "Noise",
     "Normal",
     "PerturbMaxCategorical",
+    "PerturbMaxOneHotCategorical",
     "Uniform",
     "as_noise",
     "expected_max",
