@@ -204,7 +204,9 @@ def sample_normal(
     if z.numel() == 0:
         return z.to(dtype)
     flat = z.view(-1)
-    below, above = _outside(flat, -NORMAL_CUT, math.nextafter(NORMAL_CUT, math.inf))
+    cut = torch.tensor(NORMAL_CUT, dtype=work)
+    above_cut = float(torch.nextafter(cut, torch.tensor(math.inf, dtype=work)))  # z > 4 in work
+    below, above = _outside(flat, -NORMAL_CUT, above_cut)
     positions = torch.cat((below, above))
     if positions.numel():
         t = _fine_zone_draw(positions.numel(), _NORMAL_TAIL_MASS, generator, z.device)
