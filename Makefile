@@ -86,6 +86,7 @@ bench: $(VENV)/.stamp-test
 	$(BIN)/python benchmarks/mtl.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/primary_aux.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/discrete.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/discrete_sampling.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/hubness.py $(BENCH_ARGS)
 
 clean:

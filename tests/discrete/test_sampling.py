@@ -105,7 +105,7 @@ def test_uniforms_exactly_zero_or_near_one_never_give_inf(
         assert value.dtype == dtype
         assert bool(torch.isfinite(value).all())
     value = as_noise(name).sample((300,))
-    if name == "normal":  # |z| ≤ 4 kept, the rest redrawn beyond 4 with its sign
+    if name == "normal":  # |z| ≤ 4.5 kept, the rest redrawn beyond 4.5 with its sign
         kept = torch.tensor([0.0, 4.0, -4.0] * 50)
         assert torch.equal(value.view(50, 6)[:, :3].reshape(-1), kept)
         tail = value.view(50, 6)[:, 3:]
@@ -145,7 +145,8 @@ def test_tail_frequencies_beyond_the_old_reach(name: str) -> None:
     mass = float(SCIPY_LAWS[name].sf(threshold))  # type: ignore[attr-defined]
     expected = count * mass
     assert abs(hits - expected) <= 4 * math.sqrt(expected * (1 - mass)) + 1
-    assert hits > 0  # the old sampler: 0 by construction
+    if name != "normal":  # normal: 2²⁵ Φ(−5.8) ≈ 0.1 expected, only the band is checked
+        assert hits > 0  # the old sampler: 0 by construction
 
 
 def test_frequency_of_a_1e_minus_6_class() -> None:

@@ -1,7 +1,7 @@
 """Sampling and the ``torch.distributions`` citizens (spec 09 §5.2; issue 19 items 4–5).
 
 :func:`perturb_max_sample` draws argmax(μ + σε) exactly, with the tail-patched noise of
-:mod:`._sampling` (float32 speed, tails reached to a mass of 2⁻⁷⁰ per side, so classes with
+:mod:`._sampling` (float32 speed, tails reached to a mass of 2⁻⁷⁴ per side, so classes with
 p ≥ 10⁻¹² are drawn; never in float16/bfloat16: pytorch/pytorch#22442, #41663, …).
 :func:`straight_through_sample` is the one-hot sample with the straight-through gradient.
 
@@ -132,7 +132,7 @@ def perturb_max_sample(
 
     The noise is drawn in float32 (float64 for float64 logits) by ``noise.sample``, the
     tail-patched sampler of :mod:`._sampling`: fp16/bf16 logits give no NaN/inf (C9.9), and the
-    noise reaches its tails down to a mass of 2⁻⁷⁰ per side, so every class with p ≥ 10⁻¹² is
+    noise reaches its tails down to a mass of 2⁻⁷⁴ per side, so every class with p ≥ 10⁻¹² is
     drawn with (up to 2nτ ≈ 10⁻¹⁷) its exact frequency. ``−inf`` logits are masked classes
     (never drawn); ``scale = 0`` gives the argmax of the logits.
 

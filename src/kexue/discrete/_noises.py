@@ -141,8 +141,8 @@ class Noise:
         """Draw σε of ``shape`` in ``dtype`` (drawn in float32, or float64 for float64;
         fp16/bf16 requests are cast at the end, clamped to the finite range: no ±inf/NaN,
         spec 09 §5.2, C9.9). Inverse-CDF sampling from the *tail-patched* uniform of
-        :mod:`._sampling`: float32 speed, and the tails are reached down to a mass of 2⁻⁷⁰ per
-        side (Gumbel up to 48.5, logistic ±48.5, normal ±9.45, exponential 48.5), so classes
+        :mod:`._sampling`: float32 speed, and the tails are reached down to a mass of 2⁻⁷⁴ per
+        side (Gumbel up to 51.3, logistic ±51.3, normal ±9.68, exponential 51.3), so classes
         with p ≥ 10⁻¹² are sampled (issue 19 item 5). Raises ValueError/TypeError for a bad
         ``shape``, ``dtype``, ``device`` or a ``generator`` on another device."""
         from ._sampling import sample_noise
@@ -274,7 +274,7 @@ class Normal(Noise):
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        """σz: ``torch.randn`` for |z| ≤ 4, the exact tail law beyond (reach ±9.45;
+        """σz: ``torch.randn`` for |z| ≤ 4.5, the exact tail law beyond (reach ±9.68;
         :mod:`._sampling`); arguments as :meth:`Noise.sample`."""
         from ._sampling import sample_noise
 
