@@ -41,7 +41,8 @@ TINY_FULL = dataclasses.replace(
 )
 EXACT = ("C9.6", "C9.3 / §4", "§4 (Gumbel)", "§5.1b", "C9.8", "C9.4", "E9.4 / C9.3 (MC)", "C9.5",
          "C9.7")  # fmt: skip
-CLAIMS = {*EXACT, "E9.2", "E9.3"}
+FY_CLAIMS = ("E9.2 (Fenchel–Young)", "E9.3 (Fenchel–Young)")
+CLAIMS = {*EXACT, "E9.2", "E9.3", *FY_CLAIMS}
 
 
 def test_perturb_max_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,13 +56,30 @@ def test_perturb_max_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyP
     e92 = claims["E9.2"].checks
     assert len(e92) == 2
     assert all("paired test accuracy" in check.description for check in e92)
-    assert claims["E9.3"].verdict is Verdict.INCONCLUSIVE  # --full only
+    # two seeds are below the gate of MIN_PAIRED_SEEDS: inconclusive, the interval still shown
+    assert claims["E9.2"].verdict is Verdict.INCONCLUSIVE
+    fy = claims["E9.2 (Fenchel–Young)"]
+    assert [check.description for check in fy.checks] == [
+        "digits: Fenchel–Young − softmax (paired test accuracy)",
+        "digits: Fenchel–Young − softmax (paired ECE)",
+        "digits: Fenchel–Young − Perturb-Max NLL (paired test accuracy)",
+        "digits: Fenchel–Young − Perturb-Max NLL (paired ECE)",
+    ]
+    assert all(check.passed is None and "95% CI" in check.measured for check in fy.checks)
+    assert fy.verdict is Verdict.INCONCLUSIVE
+    assert "gate" in fy.checks[0].target
+    for claim_id in ("E9.3", "E9.3 (Fenchel–Young)"):  # --full only
+        assert claims[claim_id].verdict is Verdict.INCONCLUSIVE
     titles = [table.title for table in result.tables]
     for prefix in ("Quadrature rules for normal noise", "Quadrature accuracy by noise",
                    "Logistic noise is not softmax", "Entropy", "Digits, linear"):  # fmt: skip
         assert any(title.startswith(prefix) for title in titles), prefix
     digits = next(t for t in result.tables if t.title.startswith("Digits"))
     assert [row[1] for row in digits.rows] == list(pm.CLASSIFIER_METHODS)
+    assert pm.PM_FY in pm.CLASSIFIER_METHODS
+    for record in result.metadata["digits"][pm.PM_FY]:
+        assert 0.1 < record["accuracy"] <= 1.0
+        assert 0.0 <= record["ece"] <= 1.0
     assert (tmp_path / "perturb-max" / "quadrature_accuracy.png").stat().st_size > 1000
     # a second run resumes from the cache and gives the same numbers
     (again,) = run_experiments(["perturb-max"], out=tmp_path, echo=False)
@@ -77,11 +95,15 @@ def test_perturb_max_full_path_at_tiny_size(
     (result,) = run_experiments(["perturb-max"], out=tmp_path, quick=False, echo=False)
     assert result.status == "ok", result.error
     claims = {claim.claim_id: claim for claim in result.claims}
-    assert claims["E9.3"].verdict is Verdict.INCONCLUSIVE
+    for claim_id in ("E9.3", "E9.3 (Fenchel–Young)"):
+        assert claims[claim_id].verdict is Verdict.INCONCLUSIVE
+    if "mnist" in result.metadata:  # one seed: the four FY checks are there, inconclusive
+        assert len(claims["E9.3 (Fenchel–Young)"].checks) == 4
+        assert len(result.metadata["mnist"][pm.PM_FY]) == 1
     titles = [table.title for table in result.tables]
-    assert any(title.startswith("Time of one NLL") for title in titles)
-    timing = next(t for t in result.tables if t.title.startswith("Time of one NLL"))
-    assert len(timing.rows) == 3  # softmax + two Perturb-Max losses at K = 8
+    assert any(title.startswith("Time of one loss") for title in titles)
+    timing = next(t for t in result.tables if t.title.startswith("Time of one loss"))
+    assert [row[0] for row in timing.rows] == [pm.SOFTMAX, pm.PM_NORMAL, pm.PM_FY, pm.PM_LOGISTIC]
 
 
 def test_adaptive_reference_matches_the_library() -> None:
@@ -105,7 +127,36 @@ def test_expected_calibration_error() -> None:
 
 
 def test_paired_check_decides_by_the_interval() -> None:
-    assert pm._paired_check("x", [0.01, -0.02, 0.005]).passed is True
-    assert pm._paired_check("x", [0.03, 0.031, 0.029]).passed is False
-    assert pm._paired_check("x", [-0.03, -0.031, -0.029]).passed is False
+    assert pm.MIN_PAIRED_SEEDS == 5
+    assert pm._paired_check("x", [0.01, -0.02, 0.005, 0.0, -0.004]).passed is True
+    assert pm._paired_check("x", [0.03, 0.031, 0.029, 0.03, 0.032]).passed is False
+    assert pm._paired_check("x", [-0.03, -0.031, -0.029, -0.03, -0.028]).passed is False
     assert pm._paired_check("x", [0.01]).passed is None
+
+
+def test_paired_check_gate_makes_few_seeds_inconclusive() -> None:
+    few = pm._paired_check("x", [0.03, 0.031, 0.029])  # a clear difference, but 3 < 5 seeds
+    assert few.passed is None
+    assert "95% CI" in few.measured
+    assert "3 seeds" in few.measured
+    assert "gate" in few.target
+    assert "too few" in few.target
+    assert pm._paired_check("x", [0.03, 0.031, 0.029], min_seeds=3).passed is False
+    assert pm._paired_check("x", []).passed is None
+
+
+def test_fy_checks_compare_against_softmax_and_the_nll() -> None:
+    def records(accuracy: list[float], ece: list[float]) -> list[dict[str, float]]:
+        return [{"accuracy": a, "ece": e} for a, e in zip(accuracy, ece, strict=True)]
+
+    base = [0.9, 0.91, 0.92, 0.9, 0.93]
+    runs = {
+        pm.SOFTMAX: records(base, [0.05] * 5),
+        pm.PM_NORMAL: records(base, [0.02, 0.021, 0.019, 0.02, 0.022]),
+        pm.PM_FY: records([b + d for b, d in zip(base, [0.01, -0.01, 0.0, 0.005, -0.004],
+                                                  strict=True)],
+                          [0.02, 0.021, 0.019, 0.02, 0.022]),
+    }  # fmt: skip
+    checks = pm._fy_checks(runs, "toy")
+    assert [check.passed for check in checks] == [True, False, True, True]
+    assert checks[1].measured.startswith("-0.0296")  # FY − softmax ECE: FY better calibrated

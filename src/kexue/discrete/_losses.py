@@ -98,17 +98,11 @@ def _check_logits(logits: object) -> torch.Tensor:
         raise ValueError(
             f"logits have no classes (shape {tuple(logits.shape)}): need n >= 1 along the last dim"
         )
-    values = logits.detach()
-    if bool(torch.isnan(values).any()):
-        raise ValueError("logits contain NaN; check the model's outputs")
-    if bool(torch.isposinf(values).any()):
-        raise ValueError(
-            "logits contain +inf: use finite logits (−inf is allowed: it masks a class)"
-        )
     return logits
 
 
 def _check_target(target: object, logits: torch.Tensor) -> torch.Tensor:
+    """The target (type, shape, device, range), then the values of the logits."""
     if not isinstance(target, torch.Tensor):
         raise TypeError(
             f"target must be an integer torch.Tensor of class indices, got {type(target).__name__}"
@@ -126,6 +120,13 @@ def _check_target(target: object, logits: torch.Tensor) -> torch.Tensor:
     if target.device != logits.device:
         raise ValueError(
             f"target is on {target.device} but logits on {logits.device}; move both to one device"
+        )
+    values = logits.detach()
+    if bool(torch.isnan(values).any()):
+        raise ValueError("logits contain NaN; check the model's outputs")
+    if bool(torch.isposinf(values).any()):
+        raise ValueError(
+            "logits contain +inf: use finite logits (−inf is allowed: it masks a class)"
         )
     n = logits.shape[-1]
     if target.numel() and (int(target.min()) < 0 or int(target.max()) >= n):
