@@ -161,9 +161,15 @@ def test_two_class_closed_forms(oracle: Callable[..., np.ndarray]) -> None:
                 assert abs(float(p[0]) - oracle((d, 0.0), noise)[0]) <= 1e-10, (noise, d)
 
 
-def test_exact_without_closed_form_is_an_error() -> None:
-    with pytest.raises(ValueError, match="no closed form"):
-        perturb_max_probs(mu64(), "normal", "exact")
+def test_exact_is_available_for_every_noise_and_is_the_default(
+    oracle: Callable[..., np.ndarray],
+) -> None:
+    # no closed form: the exact shared-grid rule (kexue.discrete._exact), = "auto"
+    for noise in ("normal", "logistic", "uniform", "exponential"):
+        exact = perturb_max_probs(mu64(), noise, "exact")
+        assert torch.equal(exact, perturb_max_probs(mu64(), noise))
+        reference = torch.tensor(oracle(mu64().numpy(), noise), dtype=F64)
+        assert torch.allclose(exact, reference, atol=1e-10), noise
     assert float(perturb_max_probs(torch.tensor([3.0]), "logistic", "exact")) == 1.0
 
 
@@ -380,8 +386,10 @@ def test_bad_input_is_rejected_with_a_clear_message() -> None:
         perturb_max_probs([1.0, 2.0])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="NaN"):
         perturb_max_probs(torch.tensor([0.0, float("nan")]))
-    with pytest.raises(ValueError, match="NaN"):
-        perturb_max_probs(torch.tensor([0.0, -float("inf")]))
+    with pytest.raises(ValueError, match=r"\+inf"):
+        perturb_max_probs(torch.tensor([0.0, float("inf")]))
+    with pytest.raises(ValueError, match="at least one finite"):
+        perturb_max_probs(torch.tensor([[0.0, 1.0], [-float("inf"), -float("inf")]]))
     with pytest.raises(ValueError, match="unknown noise"):
         perturb_max_probs(mu, "cauchy")
     with pytest.raises(ValueError, match="unknown method"):

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from ._exact import exact_log_probs
 from ._many_classes import interpolated_log_probs
 from ._noises import Noise, as_noise
 from ._quadrature import QUADRATURE_METHODS, quadrature_nodes
@@ -60,6 +61,8 @@ ALGORITHMS: tuple[str, ...] = ("auto", "direct", "interpolated")
 #: ``algorithm="auto"`` switches to the interpolated path from this many classes on
 INTERPOLATION_MIN_CLASSES = 64  # measured crossover: n = 32–64 at K = 32 (benchmarks/discrete.py)
 _DIRECT_CHUNK_ELEMENTS = 1 << 22  # elements of one [B, rows, n, K] block of the direct path
+#: a masked (−inf) class is placed this far below the lowest finite logit for the fixed rules
+_MASK_GAP = 1e4
 
 
 # --------------------------------------------------------------------------------------------
@@ -80,10 +83,16 @@ def _check_logits(logits: object, dim: int) -> tuple[torch.Tensor, int]:
         raise ValueError(
             f"logits have no classes along dim {dim} (shape {tuple(logits.shape)}): need n >= 1"
         )
-    if not bool(torch.isfinite(logits.detach()).all()):
+    detached = logits.detach()
+    if bool(torch.isnan(detached).any()) or bool(torch.isposinf(detached).any()):
         raise ValueError(
-            "logits contain NaN or ±inf: Perturb Max needs finite logits (mask a class with a "
-            "large negative finite value such as -1e4, not -inf)"
+            "logits contain NaN or +inf: Perturb Max needs finite logits; mask a class with -inf "
+            "(it then gets p = 0 exactly)"
+        )
+    if detached.numel() and not bool(torch.isfinite(detached).any(dim).all()):
+        raise ValueError(
+            f"every slice of logits along dim {dim} needs at least one finite logit (a row is "
+            "all -inf: no class can be drawn)"
         )
     return logits, dim
 
@@ -171,31 +180,30 @@ def _default_rule(noise: Noise) -> str:
     return "gauss-hermite" if noise.name == "normal" else "gauss-legendre"
 
 
+def _has_closed_form(noise: Noise, n: int) -> bool:
+    return noise.name == "gumbel" or n == 1 or (n == 2 and noise.has_difference_cdf)
+
+
 def _resolve_method(method: str, noise: Noise, n: int) -> str:
-    closed = noise.name == "gumbel" or n == 1 or (n == 2 and noise.has_difference_cdf)
-    if method == "auto":
-        if closed:
-            return "exact"
-        return _default_rule(noise)
-    if method == "exact" and not closed:
-        raise ValueError(
-            f"no closed form for noise {noise.name!r} with n = {n} classes (closed forms: Gumbel "
-            "for any n; normal, Gumbel, uniform, exponential for n = 2); use a quadrature "
-            "method such as 'gauss-legendre' or method='auto'"
-        )
-    return method
+    return "exact" if method == "auto" else method
 
 
 def _exact_log_probs(z: torch.Tensor, noise: Noise) -> torch.Tensor:
+    """Closed forms where they exist (Gumbel: log_softmax; n = 2; n = 1), otherwise the exact
+    shared-grid quadrature of :mod:`._exact` (every class, every noise). ``z`` float64 or
+    float32 [B, n]; −inf entries are masked classes."""
     n = z.shape[-1]
-    if n == 1:
-        return torch.zeros_like(z)
+    masked = bool(torch.isneginf(z.detach()).any())
     if noise.name == "gumbel":
         return F.log_softmax(z, dim=-1)
-    difference = z[:, :1] - z[:, 1:]
-    return torch.cat(
-        (noise.log_difference_cdf(difference), noise.log_difference_cdf(-difference)), dim=-1
-    )
+    if n == 1:
+        return z * 0.0
+    if n == 2 and noise.has_difference_cdf and not masked:
+        difference = z[:, :1] - z[:, 1:]
+        return torch.cat(
+            (noise.log_difference_cdf(difference), noise.log_difference_cdf(-difference)), dim=-1
+        )
+    return exact_log_probs(z, noise).log_probs.to(z.dtype)
 
 
 def _argmax_limit(z: torch.Tensor) -> torch.Tensor:
@@ -287,14 +295,24 @@ def perturb_max_probs(
         return restore(flat.to(dtype))
     if sigma == 0.0:
         limit = _argmax_limit(flat.detach().to(dtype))
-        connected = (flat.to(dtype) * 0.0).sum(-1, keepdim=True)  # a zero gradient, not None
+        finite_flat = torch.isfinite(flat.detach())
+        connected = (torch.where(finite_flat, flat, torch.zeros_like(flat)).to(dtype) * 0.0).sum(
+            -1, keepdim=True
+        )  # a zero gradient, not None
         return restore((torch.log(limit) if log else limit) + connected)
+    if resolved == "exact" and noise_object.name != "gumbel":
+        dtype = torch.float64  # the shared-grid rule and the n = 2 forms run in float64
     z = flat.to(dtype) / sigma
     if resolved == "exact" and noise_object.name == "gumbel" and not log:
         return restore(torch.softmax(z, dim=-1))  # bitwise softmax (C9.2)
+    finite = torch.isfinite(z.detach())
+    masked = not bool(finite.all())
     if resolved == "exact":
         log_p = _exact_log_probs(z, noise_object)
     else:
+        if masked:  # masked classes: far below every other (Φ(gap) = 1), overwritten below
+            floor = z.detach().masked_fill(~finite, math.inf).amin(-1, keepdim=True)
+            z = torch.where(finite, z, floor - _MASK_GAP)
         nodes, log_weights = quadrature_nodes(
             noise_object, resolved, num_nodes, dtype=dtype, device=z.device, generator=generator
         )
@@ -311,6 +329,8 @@ def perturb_max_probs(
         else:
             sums = _direct_sums(z, noise_object, nodes)
             log_p = _logsumexp(sums + log_weights, dim=-1)
+        if masked:
+            log_p = log_p.masked_fill(~finite, -math.inf)
     if renormalize and not (resolved == "exact" and noise_object.name == "gumbel"):
         log_p = log_p - _logsumexp(log_p, dim=-1, keepdim=True)
     return restore(log_p if log else torch.exp(log_p))
@@ -359,6 +379,33 @@ def perturb_max_nll(
     return losses
 
 
+class _ExpectedMax(torch.autograd.Function):
+    """E max with the exact gradient p (spec 09 §3: ∇ E max(μ + σε) = p). The value and p come
+    from one pass of the shared-grid rule; double backward differentiates p again."""
+
+    @staticmethod
+    def forward(z: torch.Tensor, noise: Noise) -> torch.Tensor:
+        result = exact_log_probs(z, noise)
+        p = torch.exp(result.log_probs)
+        terms = torch.where(p > 0, p * result.conditional_max, torch.zeros_like(p))
+        return terms.sum(-1)
+
+    @staticmethod
+    def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple[torch.Tensor, Noise],
+                      output: torch.Tensor) -> None:  # fmt: skip
+        z, noise = inputs
+        ctx.save_for_backward(z)
+        ctx.noise = noise  # type: ignore[attr-defined]
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, None]:
+        (z,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        p = torch.exp(exact_log_probs(z, ctx.noise).log_probs)  # type: ignore[attr-defined]
+        return grad[:, None] * p, None
+
+
 def expected_max(
     logits: torch.Tensor,
     noise: str | Noise = "normal",
@@ -371,9 +418,11 @@ def expected_max(
     """E[max_i(μ_i + σε_i)] along ``dim`` (spec 09 §3: its gradient is p, its Hessian the
     symmetric PSD Jacobian of p).
 
-    Gumbel: σ(logsumexp(μ/σ) + γ) exactly; otherwise the quadrature
-    σ Σ_i Σ_k w_k (z_i + ε_k) ∏_{j≠i} Φ(z_i − z_j + ε_k) with z = μ/σ (direct O(n²K) path;
-    for moderate n). ``scale`` must be > 0.
+    ``method="auto"``/``"exact"``: Gumbel σ(logsumexp(μ/σ) + γ) exactly; every other noise by
+    the exact shared-grid rule of :mod:`._exact`, E max = σ Σ_i p_i E[t | i wins] in float64,
+    with the exact gradient p (a custom autograd function; double backward gives ∂p/∂μ).
+    A quadrature rule name gives σ Σ_i Σ_k w_k (z_i + ε_k) ∏_{j≠i} Φ(z_i − z_j + ε_k) (direct
+    O(n²K) path, the rule's own error). −inf logits are masked classes. ``scale`` must be > 0.
     """
     logits, dim = _check_logits(logits, dim)
     noise_object = as_noise(noise)
@@ -385,21 +434,25 @@ def expected_max(
     n = moved.shape[-1]
     flat = moved.reshape(-1, n)
     dtype = _compute_dtype(logits.dtype)
-    z = flat.to(dtype) / sigma
-    if method == "auto":
-        resolved = "exact" if noise_object.name == "gumbel" else _default_rule(noise_object)
-    else:
-        resolved = method
+    resolved = "exact" if method == "auto" else method
     if resolved == "exact":
-        if noise_object.name != "gumbel":
-            raise ValueError("expected_max has a closed form only for Gumbel noise")
-        gamma = noise_object.expected_value()
-        assert gamma is not None
-        value = torch.logsumexp(z, dim=-1) + gamma
+        if noise_object.name == "gumbel":
+            gamma = noise_object.expected_value()
+            assert gamma is not None
+            value = torch.logsumexp(flat.to(dtype) / sigma, dim=-1) + gamma
+        elif flat.shape[0] == 0:
+            value = flat.new_zeros((0,), dtype=torch.float64)
+        else:
+            value = _ExpectedMax.apply(flat.to(torch.float64) / sigma, noise_object)  # type: ignore[no-untyped-call]
     else:
+        z = flat.to(dtype) / sigma
+        finite = torch.isfinite(z.detach())
+        if not bool(finite.all()):
+            floor = z.detach().masked_fill(~finite, math.inf).amin(-1, keepdim=True)
+            z = torch.where(finite, z, floor - _MASK_GAP)
         nodes, log_weights = quadrature_nodes(noise_object, resolved, num_nodes, dtype=dtype,
                                               device=z.device)  # fmt: skip
         sums = _direct_sums(z, noise_object, nodes)  # [B, n, K]
-        weights = torch.exp(sums + log_weights)
+        weights = torch.exp(sums + log_weights).masked_fill(~finite[:, :, None], 0.0)
         value = (weights * (z[:, :, None] + nodes)).sum(dim=(-1, -2))
     return (sigma * value).to(logits.dtype).reshape(moved.shape[:-1])
