@@ -45,8 +45,8 @@ def test_naive_reference_equals_the_direct_path() -> None:
     bench = load_benchmark("discrete")
     logits = bench.make_logits(3, 40).double()
     naive = bench.naive_log_probs(logits)
-    direct = perturb_max_probs(logits, num_nodes=bench.NODES, renormalize=False, log=True,
-                               algorithm="direct")  # fmt: skip
+    direct = perturb_max_probs(logits, "normal", "gauss-hermite", bench.NODES,
+                               renormalize=False, log=True, algorithm="direct")  # fmt: skip
     torch.testing.assert_close(naive, direct, rtol=0, atol=1e-12)
     subset = bench.naive_log_probs(logits[:1], 5)
     torch.testing.assert_close(subset, direct[:1, :5], rtol=0, atol=1e-12)
