@@ -137,7 +137,7 @@ def forward_cases(batch: int, n: int) -> list[Case]:
         Case(SOFTMAX, lambda: lambda: torch.softmax(logits, -1)),
         Case(
             PERTURB_MAX, lambda: lambda: perturb_max_probs(logits, "normal", "gauss-hermite", NODES)
-        ),  # fmt: skip
+        ),
     ]
     elements = batch * n * n * NODES
     if elements <= NAIVE_ELEMENT_BUDGET:
