@@ -9,8 +9,9 @@ quadrature in log space.
   :class:`Uniform`, :class:`Exponential` and user-defined ones (:class:`Noise` subclasses or
   :class:`CustomNoise`), each with ``pdf``, ``cdf``, ``log_cdf``, ``icdf``/``quantile``,
   ``sample`` and a ``scale`` (temperature).
-* :func:`perturb_max_probs` / :func:`perturb_max_log_probs`: exact closed forms (Gumbel →
-  softmax; n = 2 for normal, Gumbel, uniform, exponential) or quadrature (``"post"``,
+* :func:`perturb_max_probs` / :func:`perturb_max_log_probs`: exact for every class and every
+  noise by default (closed forms: Gumbel → softmax, n = 2; otherwise the shared-grid rule of
+  :mod:`._exact`, checked a posteriori; −inf logits are masked classes), or fixed-node quadrature (``"post"``,
   ``"midpoint"``, ``"gauss-legendre"``, ``"gauss-hermite"``, ``"monte-carlo"``), direct O(n²K) or
   the interpolated many-classes path (§5.1b, O(nM + nK) with a stated error bound:
   :func:`interpolated_log_probs`); differentiable; fp16/bf16 computed in float32.

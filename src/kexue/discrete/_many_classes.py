@@ -1,4 +1,8 @@
-"""Perturb Max for many classes: the interpolated path of spec 09 §5.1b.
+"""Perturb Max for many classes: the interpolated path of spec 09 §5.1b for the fixed-node rules.
+
+Its stated bound is relative to the *same fixed-node rule* evaluated directly, not to the integral
+(spec 09 (pi)): the rule's own error — large for distant classes (issue 19) — comes on top. The
+exact default (:mod:`._exact`) has no such gap.
 
 The product over j ≠ i depends on i only through t = μ_i + ε (standardised logits μ = logits/σ).
 With one function of one variable per logit vector,
