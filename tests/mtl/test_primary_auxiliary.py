@@ -158,6 +158,31 @@ def test_general_n_matches_nnls_c8_3() -> None:
                 ), (seed, solver)
 
 
+@pytest.mark.parametrize("solver", ["auto", "kkt", "cyclic", "nnls"])
+@pytest.mark.parametrize("seed", range(10))
+def test_narrow_cone_gives_u_zero_exactly(seed: int, solver: str) -> None:
+    """−g₀ inside the cone of d ill-conditioned auxiliary gradients (λ* ≈ 10²–10⁴, like spec seed
+    1474): u* = 0.
+    The sum g₀ + Gᵀλ carries ε·Σλᵢ‖gᵢ‖ ≈ 10⁻¹³ of rounding, so |λᵢ⟨u,gᵢ⟩| reached 1.3e-10; the
+    projection off the support's span returns u = 0 exactly and λ = NNLS's."""
+    rng = np.random.default_rng(seed)
+    delta = 10.0 ** -rng.uniform(3, 4)
+    # g₁ = e₁, g₂ = e₂, g₃ = −e₁ − e₂ + δe₃ (then a random rotation): −g₀ = (a, b, c), c > 0,
+    # needs λ₃ = c/δ and λ₁ = a + c/δ, λ₂ = b + c/δ: multipliers of order 1/δ that cancel.
+    basis = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-1.0, -1.0, delta]])
+    target = np.array([rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(0.2, 1)])
+    rotation, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    grads = torch.from_numpy(basis @ rotation.T)
+    g0 = torch.from_numpy(-(rotation @ target))
+    lam_ref, _ = nnls_reference(g0, grads)
+    assert lam_ref.max() > 100  # the basis is ill-conditioned: large multipliers
+    u, lam, info = primary_auxiliary_direction(g0, grads, solver=solver)  # type: ignore[arg-type]
+    assert u is not None
+    assert info.converged
+    assert torch.equal(u, torch.zeros_like(u))
+    np.testing.assert_allclose(lam.numpy(), lam_ref, rtol=1e-8)
+
+
 @pytest.mark.parametrize("seed", range(0, 2000, 50))
 def test_gram_form_equals_vector_form(seed: int) -> None:
     """The Gram form (M, b, ‖g₀‖²) gives the vector form's λ and reports ‖u‖², ⟨u,g₀⟩."""

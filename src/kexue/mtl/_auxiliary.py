@@ -488,6 +488,37 @@ def _refine(flat0: torch.Tensor, flat: torch.Tensor, sol: _Solution) -> None:
         sol.lam = candidate
 
 
+def _project_off_support(
+    flat0: torch.Tensor, flat: torch.Tensor, lam: Array, u_sum: torch.Tensor
+) -> torch.Tensor:
+    """u* = (I − P_S)g₀, the residual of g₀ off the span of the support S = {i : λᵢ > 0} (at the
+    optimum ⟨u,gᵢ⟩ = 0 on S and u − g₀ ∈ span(G_S), spec 08 §3). Formed from an orthonormal basis
+    of span(G_S) (SVD of G_S, rank cut at ε·|S|·σ_max) its rounding error is O(ε‖g₀‖), where the sum
+    g₀ + Gᵀλ carries O(ε Σᵢλᵢ‖gᵢ‖): large when the cone is narrow and λ large (u* = 0 with
+    λ ≈ 10³ left |λᵢ⟨u,gᵢ⟩| ≈ 10⁻¹⁰). When G_S spans the whole space u = 0 exactly. Kept only if
+    it agrees with the sum to the sum's own rounding scale (a wrong support leaves the sum)."""
+    support = torch.from_numpy(np.nonzero(lam > 0)[0]).to(flat.device)
+    if support.numel() == 0:
+        return u_sum
+    rows = flat[support]
+    try:
+        _, sigma, vh = torch.linalg.svd(rows, full_matrices=False)
+    except RuntimeError:
+        return u_sum
+    eps = torch.finfo(torch.float64).eps
+    cut = float(sigma.max()) * eps * max(rows.shape)
+    basis = vh[sigma > cut]
+    if basis.shape[0] >= flat0.numel():
+        u = torch.zeros_like(flat0)
+    else:
+        u = flat0 - basis.T @ (basis @ flat0)
+    lam_t = torch.from_numpy(lam).to(flat.device)
+    scale = float(flat0.norm()) + float(lam_t @ flat.norm(dim=1))
+    if float((u - u_sum).norm()) > 1e3 * eps * max(flat0.numel(), 1) ** 0.5 * scale:
+        return u_sum
+    return u
+
+
 def _make_info(
     sol: _Solution,
     s: Array,
@@ -548,7 +579,9 @@ def primary_auxiliary_direction(
     promoted dtype of the inputs; computed in float64), ``lam`` λ ≥ 0 (float64, ``[n]``, on the
     input's device) and a :class:`PrimaryAuxInfo`. u is the maximiser of ⟨u,g₀⟩ − ½‖u‖² subject to
     ⟨u,gᵢ⟩ ≥ 0; λ the minimiser of ‖g₀ + Gᵀλ‖² over λ ≥ 0 (the dual, a non-negative least squares
-    problem); the update is Δθ = −ηu.
+    problem); the update is Δθ = −ηu. For the exact solvers (kkt, cyclic, nnls) u is formed as
+    (I − P_S)g₀, the residual of g₀ off the span of the active gradients (rounding O(ε‖g₀‖) instead
+    of the sum's O(ε Σλᵢ‖gᵢ‖); u = 0 exactly when they span the space).
 
     Gram form: ``gram`` M = GGᵀ (``[n, n]``) and ``b`` = (⟨gᵢ,g₀⟩)ᵢ (``[n]``), optionally
     ``main_sq`` = ‖g₀‖² (then ``info`` also reports ‖u‖² and ⟨u,g₀⟩, and g₀ = 0 is recognised).
@@ -642,6 +675,8 @@ def primary_auxiliary_direction(
         u = g0.detach().to(dtype).clone()
     else:
         u64 = flat0 + lam @ flat
+        if sol.solver in ("kkt", "cyclic", "nnls") and sol.converged:
+            u64 = _project_off_support(flat0, flat, sol.lam, u64)
         u = u64.to(dtype).reshape(g0.shape)
     s = (flat @ u64).cpu().numpy()
     return u, lam, _make_info(sol, s, float(u64 @ u64), float(u64 @ flat0), sq_vec)
