@@ -14,7 +14,8 @@ quadrature in log space.
   :mod:`._exact`, checked a posteriori; −inf logits are masked classes), or fixed-node
   quadrature (``"post"``, ``"midpoint"``, ``"gauss-legendre"``, ``"gauss-hermite"``,
   ``"monte-carlo"``), direct O(n²K) or the interpolated many-classes path (§5.1b, O(nM + nK)
-  with a stated error bound: :func:`interpolated_log_probs`); differentiable; fp16/bf16 computed in float32.
+  with a stated error bound: :func:`interpolated_log_probs`); differentiable; fp16/bf16 computed
+  in float32.
 * :func:`perturb_max_nll` (−log p_y), :func:`expected_max` (E max, whose gradient is p),
   :func:`perturb_max_sample` (exact argmax sampling), :func:`straight_through_sample`.
 * :class:`PerturbMaxCategorical` and :class:`PerturbMaxOneHotCategorical` (straight-through
