@@ -16,10 +16,13 @@ chosen from the noise's support, never a fixed node count:
 * **full support** (normal, logistic, Gumbel, a smooth :class:`CustomNoise`): the trapezoidal
   rule on a uniform grid t_m = a + m h covering [min μ + x_lo, max μ + x_hi] (x_lo, x_hi the
   noise's e⁻⁶⁰ quantiles). For an integrand analytic in a strip and decaying at both ends the
-  trapezoidal rule converges geometrically (error ~ exp(−2π d/h)); h is halved until the rule
-  on the even nodes (spacing 2h) agrees with the rule on all nodes to ``_AGREEMENT`` in every
-  log p_i, and the range is widened until every class's integrand at both ends is e⁻⁴⁰ below
-  its integral — so the result carries its own a-posteriori check.
+  trapezoidal rule converges geometrically (error ~ exp(−2π d/h); ~ exp(−c/h²) for the entire,
+  Gaussian-decaying normal and Gumbel integrands). Each pass also forms the rule on the even
+  nodes (spacing 2h); h is accepted when the two agree to ``_AGREEMENT`` in every log p_i (the
+  accepted rule's error is then about the square of that or smaller), otherwise the next h is
+  predicted from the observed agreement and the convergence law; the range is widened until
+  every class's integrand at both ends is e⁻⁴⁰ below its integral — so the result carries its
+  own a-posteriori check.
 * **half-line support** [a, ∞) (exponential): Φ(t − μ_j) = 0 below t₀ = max μ + a, so every
   class integrates over (t₀, ∞); the substitution t = t₀ + eˢ turns the endpoint (where the
   integrand vanishes like a power of t − t₀) into a doubly-exponentially decaying tail, and the
@@ -32,11 +35,16 @@ chosen from the noise's support, never a fixed node count:
   increasing in t, so this is a window left of μ_i + b); checked by doubling the nodes.
 
 Everything runs in float64 in log space (no product underflows: a class 1000 nats below has a
-finite log-probability), masked classes (μ = −∞) drop out of L and get p = 0 exactly. Cost:
-O(n · M) for M grid nodes (M ≈ (range of μ + tails)/h, independent of n for a fixed spread),
-with the sum for L restricted to the classes whose CDF factor is not 1 to working precision
-(a prefix of the sorted logits). Gradients: autograd through the fixed (detached) grid, which
-gives the same rule applied to the derivative integrands ∂/∂μ_k of (E.1), equally accurate.
+finite log-probability), masked classes (μ = −∞) drop out of L and get p = 0 exactly. One sweep
+over blocks of grid columns, from the top down, computes log Φ(t − μ_j) once per (column,
+class) and uses it twice: summed into L(t), and subtracted again for the class's own factor
+(so the log-integrand is log f(t − μ_i) + L(t) − log Φ(t − μ_i)). Classes whose CDF factor is 1
+to 1e-20 on a block (a suffix of the descending order) are left out of L there. For log-concave
+noise the sweep stops once every class's remaining left tail is bounded below e⁻⁴⁰ of its sum
+by concavity (:func:`_sweep`), so the work follows the classes' bumps rather than the grid.
+Cost O(n · M) for the M columns swept (M ≈ (range of μ + tails)/h; h shrinks slowly with n).
+Gradients: autograd through the fixed (detached) grid (blocks checkpointed), which gives the
+same rule applied to the derivative integrands ∂/∂μ_k of (E.1), equally accurate.
 
 Also returned: the conditional mean of the maximum given that class i wins, so that
 E[max_i(μ_i + ε_i)] = Σ_i p_i · E[t | i] (spec 09 §3) comes from the same pass.
@@ -52,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ._noises import NOISES, Noise
+from ._noises import NOISES, Noise, Normal
 
 __all__ = ["ExactLogProbs", "exact_log_probs", "log_reverse_hazard"]
 
@@ -62,19 +70,20 @@ _SQRT_2 = math.sqrt(2.0)
 #: agreement of the spacing-h and spacing-2h rules (absolute, in log p) that accepts spacing h;
 #: the rule converges geometrically, so the accepted rule's error is far below this (about its
 #: square); checked against adaptive quadrature and mpmath in tests/discrete/test_reference.py
-_AGREEMENT = 1e-7
+_AGREEMENT = 1e-6
 #: the integrand at either end of the grid must be this far (nats) below the integral
 _END_MARGIN = 40.0
 #: quantile level (log) for the initial grid range: e^-60 of mass beyond the ends
 _TAIL_LOG_MASS = -60.0
 _MAX_REFINEMENTS = 10
-#: a grid column is skipped once the lowest class's envelope is this far below its maximum
-_PRUNE = 80.0
 #: families whose density is log-concave (ℓ decreasing, every log-integrand concave)
 _LOG_CONCAVE = frozenset({"normal", "logistic", "gumbel", "uniform", "exponential"})
 #: sup |ℓ″| of the standardised reverse hazard (normal 1, logistic ¼, Gumbel 0)
-_HAZARD_CURVATURE = {"normal": 1.0, "logistic": 0.25, "gumbel": 0.0}
+#: families whose integrand is entire with Gaussian decay (trapezoid error e^{−c/h²})
+_ENTIRE = frozenset({"normal", "gumbel"})
 _CHUNK_ELEMENTS = 1 << 21
+#: the fewest grid columns per block of the sweep
+_MIN_BLOCK = 16
 #: refuse grids whose [batch, n, M] work would exceed this many float64 elements per chunk set
 _MAX_NODES = 1 << 20
 
@@ -84,13 +93,14 @@ class ExactLogProbs:
     """Result of :func:`exact_log_probs`.
 
     ``log_probs`` ``[B, n]`` float64 (−inf for masked classes); ``conditional_max`` ``[B, n]``
-    E[max | class i wins] in the standardised variable (NaN where p_i = 0); ``agreement`` the
+    E[max | class i wins] in the standardised variable (NaN where p_i = 0; None unless
+    requested); ``agreement`` the
     largest |Δ log p_i| between the accepted rule and the rule with half the nodes (the
     a-posteriori check; the accepted rule's error is far smaller); ``nodes`` the grid size.
     """
 
     log_probs: torch.Tensor
-    conditional_max: torch.Tensor
+    conditional_max: torch.Tensor | None
     agreement: float
     nodes: int
 
@@ -106,7 +116,7 @@ def log_reverse_hazard(noise: Noise, x: torch.Tensor) -> torch.Tensor:
     logistic: log σ(−x); Gumbel: −x; uniform: −log(x + ½); exponential: −x − log(1 − e⁻ˣ);
     otherwise ``standard_log_pdf − standard_log_cdf``. −inf outside the support."""
     name = noise.name
-    if name == "normal" and type(noise).standard_log_cdf is _normal_method():
+    if name == "normal" and type(noise).standard_log_cdf is Normal.standard_log_cdf:
         # log φ − log Φ: for x < 0 both are ≈ −x²/2 and the difference loses ulp(x²/2)
         # (1e-13 at |x| = 30); far below (|x| > 1e3) the erfcx form takes over
         far = x < -1e3
@@ -140,12 +150,6 @@ def log_reverse_hazard(noise: Noise, x: torch.Tensor) -> torch.Tensor:
 
 _FAMILY_QUANTILES: dict[tuple[str, float, bool], float] = {}
 _BUILTIN_FAMILIES = frozenset(NOISES.values())
-
-
-def _normal_method() -> object:
-    from ._noises import Normal
-
-    return Normal.standard_log_cdf
 
 
 def _log_cdf(noise: Noise, x: torch.Tensor) -> torch.Tensor:
@@ -208,259 +212,256 @@ def _bisect_quantile(noise: Noise, level: float, upper: bool) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Shared pieces: L on the grid and the per-class log-sum-exp
+# The shared sweep: L and every class's log-sum-exp, one block of grid columns at a time
 
 
-def _max_cdf_log(
-    t: torch.Tensor, logits: torch.Tensor, noise: Noise, order: torch.Tensor, cutoff: float
+@dataclasses.dataclass
+class _Sweep:
+    """One pass of the trapezoid over a grid (classes in descending order of the logits)."""
+
+    log_p: torch.Tensor  # [B, n] the rule at spacing h
+    coarse: torch.Tensor  # [B, n] the rule on the even columns (spacing 2h)
+    mean_t: torch.Tensor  # [B, n] E[t | i] under the rule
+    right_end: torch.Tensor  # [B, n] the log-integrand at the last column
+    left_end: torch.Tensor  # [B, n] ... at the first column swept
+    left_certified: bool  # the columns left of the sweep were bounded away (concavity)
+    columns: int
+
+
+def _block_terms(
+    t: torch.Tensor,
+    log_w: torch.Tensor,
+    parity: int,
+    prefix: torch.Tensor,
+    filled: torch.Tensor,
+    noise: Noise,
+    want_mean: bool,
 ) -> torch.Tensor:
-    """L(t) = Σ_j log Φ(t − μ_j) ``[B, M]`` for grid ``t`` ``[B, M]`` (ascending in M).
+    """Per-class sums over one block of columns ``t`` [B, c] with log weights ``log_w``.
 
-    Terms with t − μ_j ≥ ``cutoff`` are 0 to working precision and skipped: per chunk of grid
-    columns only the classes with μ_j > t_min − cutoff (a prefix of the descending order)."""
+    ``prefix`` [B, p]: the logits whose CDF factor can differ from 1 on this block (the top p of
+    the descending order; the rest have log Φ(t − μ_j) > −1e-20 there and are dropped from L).
+    The log-integrand of class i is log f(t − μ_i) + L(t) − log Φ(t − μ_i): one log Φ per
+    (column, prefix class) serves both L and the class's own factor. The coarse rule (spacing
+    2h) doubles the weights of the even global columns (``parity``: the block's first column's
+    global index mod 2) and drops the odd ones. Returns [6, B, n]: the block's log-sum-exp at
+    spacing h and 2h, the block's E[t | i], the first, second and last column's log-integrand."""
+    p = prefix.shape[1]
+    log_cdf = _log_cdf(noise, t[:, :, None] - prefix[:, None, :])  # [B, c, p]
+    big_l = log_cdf.sum(-1)  # [B, c]
+    terms = noise.standard_log_pdf(t[:, :, None] - filled[:, None, :])  # [B, c, n]
+    terms = terms + (big_l + log_w)[:, :, None]
+    if p > 0:
+        own = torch.where(torch.isfinite(log_cdf), log_cdf, torch.zeros_like(log_cdf))
+        terms = torch.cat((terms[:, :, :p] - own, terms[:, :, p:]), dim=2)
+    peak = terms.detach().amax(1)  # [B, n]; the sums below are invariant to it
+    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    scaled = torch.exp(terms - peak[:, None, :])
+    log_p = _safe_log(scaled.sum(1)) + peak
+    coarse = _safe_log(2.0 * scaled[:, parity::2, :].sum(1)) + peak
+    if want_mean:
+        total = scaled.sum(1)
+        mean_t = (scaled * t[:, :, None]).sum(1) / torch.where(total > 0, total, 1.0)
+    else:
+        mean_t = torch.zeros_like(log_p)
+    second = terms[:, 1, :] if terms.shape[1] > 1 else terms[:, 0, :]
+    return torch.stack((log_p, coarse, mean_t, terms[:, 0, :], second, terms[:, -1, :]))
+
+
+def _safe_log(x: torch.Tensor) -> torch.Tensor:
+    """log x with log 0 = −inf and a zero (not NaN) gradient there."""
+    positive = x > 0
+    return torch.where(positive, torch.log(torch.where(positive, x, 1.0)), -math.inf)
+
+
+def _sweep(
+    t: torch.Tensor,
+    log_w: torch.Tensor,
+    ordered: torch.Tensor,
+    filled: torch.Tensor,
+    noise: Noise,
+    cutoff: float,
+    prune: bool,
+    want_mean: bool,
+    origin: torch.Tensor | None = None,
+) -> _Sweep:
+    """The trapezoid on grid ``t`` [B, M] (ascending, M odd) with log weights ``log_w`` (spacing
+    h; the coarse rule doubles the even columns' weights), for logits ``ordered`` [B, n] in
+    descending order (−inf = masked, last) and ``filled`` (masked entries replaced by the top).
+
+    Blocks of columns are taken from the top down. ``prune`` (log-concave noise, where every
+    class's log-integrand T_i is concave in t): after each block, a class whose T_i rises from
+    the block's first column to its second (by d > 0) has at most e^{T_i − d}/(1 − e^{−d}) of
+    mass further left; once that is ``_END_MARGIN`` nats below every class's sum so far, the
+    remaining columns are skipped — the cost then follows the classes' bumps, not the grid.
+    With ``origin`` (the half-line rule, exponential noise: f ≤ 1, t = origin + eˢ) the bound is
+    instead ∫_origin^{t₀} f(t − μ_i)∏_{j≠i}Φ(t − μ_j) dt ≤ (t₀ − origin)·∏_{j≠i}Φ(t₀ − μ_j)
+    (every Φ increases): T_i(t₀) − log w₀ − log f(t₀ − μ_i) + log(t₀ − origin)."""
     batch, m_total = t.shape
-    n = logits.shape[1]
-    descending = logits.gather(1, order)
-    out = []
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, batch * n))
-    need_grad = torch.is_grad_enabled() and logits.requires_grad
-    for first in range(0, m_total, chunk):
-        block = t[:, first : first + chunk]
-        threshold = block[:, :1] - cutoff
-        counts = (descending.detach() > threshold).sum(1)
-        count = max(1, int(counts.max()))
-        prefix = descending[:, :count]
+    n = ordered.shape[1]
+    need_grad = torch.is_grad_enabled() and (ordered.requires_grad or t.requires_grad)
+    block = max(_MIN_BLOCK, _CHUNK_ELEMENTS // max(1, batch * n))
+    if prune:  # a few blocks even for small problems, so that the left part can be skipped
+        block = min(block, max(_MIN_BLOCK, m_total // 4))
+    block += block % 2
+    detached = ordered.detach()
+    parts: list[torch.Tensor] = []
+    running = torch.full((batch, n), -math.inf, dtype=torch.float64, device=t.device)
+    stop = m_total
+    certified = False
+    columns = 0
+    while stop > 0:
+        begin = max(0, stop - block)
+        piece = t[:, begin:stop]
+        threshold = piece.detach()[:, :1] - cutoff
+        count = int((detached > threshold).sum(1).max())
+        args = (piece, log_w[:, begin:stop], begin % 2, ordered[:, :count], filled)
         if need_grad:
-            out.append(checkpoint(_l_block, block, prefix, noise, use_reentrant=False))
+            out = checkpoint(_block_terms, *args, noise, want_mean, use_reentrant=False)
         else:
-            out.append(_l_block(block, prefix, noise))
-    return torch.cat(out, dim=1)
+            out = _block_terms(*args, noise, want_mean)
+        parts.append(out)
+        columns += stop - begin
+        stop = begin
+        if prune and stop > 0:
+            values = out.detach()
+            running = torch.logaddexp(running, values[0])
+            first, second = values[3], values[4]
+            if origin is None:
+                rise = second - first
+                tail = first - rise - torch.log(-torch.expm1(-rise.clamp_min(1e-300)))
+                bounded = (rise > 0) & (tail <= running - _END_MARGIN)
+            else:
+                t0 = piece.detach()[:, :1]
+                own = noise.standard_log_pdf(t0 - filled.detach())
+                tail = first - log_w[:, begin, None] - own + torch.log(t0 - origin[:, None])
+                bounded = tail <= running - _END_MARGIN
+            if bool((bounded | torch.isneginf(first)).all()):
+                certified = True
+                break
+    stacked = torch.stack(parts)  # [blocks, 6, B, n]
+    log_p = torch.logsumexp(stacked[:, 0], dim=0)
+    coarse = torch.logsumexp(stacked[:, 1], dim=0)
+    if want_mean:
+        safe = torch.where(torch.isfinite(log_p), log_p, torch.zeros_like(log_p))
+        share = torch.exp(stacked[:, 0] - safe)
+        mean_t = (share * stacked[:, 2]).sum(0)
+    else:
+        mean_t = torch.zeros_like(log_p)
+    return _Sweep(log_p, coarse, mean_t, stacked[0, 5], stacked[-1, 3], certified, columns)
 
 
-def _l_block(t: torch.Tensor, prefix: torch.Tensor, noise: Noise) -> torch.Tensor:
-    return _log_cdf(noise, t[:, :, None] - prefix[:, None, :]).sum(-1)
+def _next_spacing(spacing: float, agreement: float, entire: bool) -> float:
+    """The spacing predicted to bring the h-vs-2h agreement to ``_AGREEMENT``: the trapezoid
+    error falls like e^{−c/h²} for integrands entire in t with Gaussian decay (normal, Gumbel:
+    ``entire``), giving h·√(log agreement / log _AGREEMENT), and like e^{−a/h} for those
+    analytic in a strip (logistic, the half-line substitution, custom laws), giving
+    h·log agreement / log _AGREEMENT. 90% of it, between a quarter and four fifths of h: a
+    slower law costs another pass, never a wrong answer (the check decides)."""
+    if not math.isfinite(agreement) or agreement >= 1.0:
+        return spacing / 4.0
+    ratio = math.log(agreement) / math.log(_AGREEMENT)
+    ratio = 0.9 * (math.sqrt(ratio) if entire else ratio)
+    return spacing * min(0.8, max(0.25, ratio))
 
 
-def _class_block(
-    rows: torch.Tensor,
-    t: torch.Tensor,
-    log_weights: torch.Tensor,
-    big_l: torch.Tensor,
-    noise: Noise,
-    parity: torch.Tensor,
-) -> torch.Tensor:
-    """For classes ``rows`` [B, r]: (log p, log p on the even nodes, end values, E[t | i])."""
-    x = t[:, None, :] - rows[:, :, None]  # [B, r, M]
-    terms = log_reverse_hazard(noise, x) + big_l[:, None, :] + log_weights[:, None, :]
-    log_p = torch.logsumexp(terms, dim=-1)
-    coarse = torch.logsumexp(terms + parity[:, None, :], dim=-1)
-    ends = torch.maximum(terms[..., 0], terms[..., -1])
-    finite = torch.isfinite(log_p)
-    safe = torch.where(finite, log_p, torch.zeros_like(log_p))
-    posterior = torch.exp(terms - safe[..., None])
-    mean_t = (posterior * t[:, None, :]).sum(-1)
-    return torch.stack((log_p, coarse, ends, mean_t))
+def _ordered(z: torch.Tensor, finite: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(order, logits in descending order with −inf masks last, the same with masks filled by
+    the top, top, bottom)."""
+    detached = z.detach()
+    top = torch.where(finite, detached, torch.full_like(detached, -math.inf)).amax(1)
+    bottom = torch.where(finite, detached, torch.full_like(detached, math.inf)).amin(1)
+    order = torch.argsort(detached, dim=1, descending=True)
+    ordered = z.gather(1, order)
+    filled = _filled(ordered, finite.gather(1, order), top)
+    return order, ordered, filled, top, bottom
 
 
-def _per_class(
-    logits: torch.Tensor,
-    t: torch.Tensor,
-    log_weights: torch.Tensor,
-    coarse_log_weights: torch.Tensor,
-    big_l: torch.Tensor,
-    noise: Noise,
-) -> torch.Tensor:
-    """[4, B, n]: log p, the coarse rule's log p, the largest end term, E[t | i]."""
-    batch, n = logits.shape
-    m_total = t.shape[1]
-    parity = coarse_log_weights - log_weights  # 0 / log 2 on even nodes, −inf on odd ones
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, batch * m_total))
-    need_grad = torch.is_grad_enabled() and logits.requires_grad
-    blocks = []
-    for first in range(0, n, chunk):
-        rows = logits[:, first : first + chunk]
-        if need_grad:
-            blocks.append(checkpoint(_class_block, rows, t, log_weights, big_l, noise, parity,
-                                     use_reentrant=False))  # fmt: skip
-        else:
-            blocks.append(_class_block(rows, t, log_weights, big_l, noise, parity))
-    return torch.cat(blocks, dim=-1)
-
-
-def _trapezoid_log_weights(m_total: int, log_jacobian: torch.Tensor, spacing: float) -> tuple[
-    torch.Tensor, torch.Tensor
-]:  # fmt: skip
-    """log weights [B, M] of the trapezoid with spacing h and of the one on even nodes (2h)."""
-    base = torch.full((m_total,), math.log(spacing), dtype=torch.float64,
-                      device=log_jacobian.device)  # fmt: skip
-    coarse = torch.full_like(base, -math.inf)
-    coarse[0::2] = math.log(2.0 * spacing)
-    return base + log_jacobian, coarse + log_jacobian
+def _unorder(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(values).scatter(1, order, values) if not values.requires_grad else (
+        torch.zeros_like(values).scatter_add(1, order, values))  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
 # The three rules
 
 
-def _smooth_rule(z: torch.Tensor, noise: Noise, finite: torch.Tensor) -> ExactLogProbs:
-    detached = z.detach()
-    top = torch.where(finite, detached, torch.full_like(detached, -math.inf)).amax(1)
-    bottom = torch.where(finite, detached, torch.full_like(detached, math.inf)).amin(1)
+def _smooth_rule(
+    z: torch.Tensor, noise: Noise, finite: torch.Tensor, want_mean: bool
+) -> ExactLogProbs:
+    order, ordered, filled, top, bottom = _ordered(z, finite)
     x_lo = _quantile_from_log_cdf(noise, _TAIL_LOG_MASS, upper=False)
     x_hi = _quantile_from_log_cdf(noise, _TAIL_LOG_MASS, upper=True)
     cutoff = _cdf_one(noise)
-    order = torch.argsort(detached, dim=1, descending=True)
-    filled = _filled(z, finite, top)
+    prune = noise.name in _LOG_CONCAVE
     spacing = _initial_spacing(noise)
     low_pad, high_pad = -x_lo, x_hi
-    curvature_checked = False
     agreement = math.inf
     for _ in range(_MAX_REFINEMENTS):
         start = bottom - low_pad
-        stop = top + high_pad
-        m_total = math.ceil(float((stop - start).max()) / spacing) + 1
+        m_total = math.ceil(float((top + high_pad - start).max()) / spacing) + 1
         m_total += m_total % 2 == 0  # odd: the coarse rule uses nodes 0, 2, …, M − 1
         _check_size(z, m_total)
         steps = torch.arange(m_total, dtype=torch.float64, device=z.device)
         t = start[:, None] + spacing * steps
+        log_w = torch.full_like(t, math.log(spacing))
         with torch.no_grad():
-            first, l_values, weight = _relevant_columns(
-                t, detached, noise, order, cutoff, bottom, top, spacing
-            )
-        if not curvature_checked:
-            curvature_checked = True
-            finer = _spacing_for_curvature(l_values, weight, spacing, noise)
-            if finer < spacing:
-                spacing = finer
-                continue
-        t = t[:, first:]
-        log_w, coarse_w = _trapezoid_log_weights(t.shape[1], torch.zeros_like(t), spacing)
-        if torch.is_grad_enabled() and z.requires_grad:
-            big_l = _max_cdf_log(t, z, noise, order, cutoff)
-        else:
-            big_l = l_values[:, first:]
-        out = _per_class(filled, t, log_w, coarse_w, big_l, noise)
-        log_p, coarse, ends, mean_t = out[0], out[1], out[2], out[3]
-        agreement, ends_ok = _assess(log_p, coarse, ends, finite)
-        if not ends_ok:
-            low_pad, high_pad = 2.0 * low_pad, 2.0 * high_pad
+            result = _sweep(t, log_w, ordered.detach(), filled.detach(), noise,
+                            cutoff, prune, want_mean)  # fmt: skip
+        agreement, right_ok, left_ok = _assess(result, finite, order)
+        if not (right_ok and left_ok):
+            low_pad = low_pad if left_ok else 2.0 * low_pad
+            high_pad = high_pad if right_ok else 2.0 * high_pad
             continue
         if agreement > _AGREEMENT:
-            spacing /= 2.0
+            spacing = _next_spacing(spacing, agreement, noise.name in _ENTIRE)
             continue
-        return _finish(log_p, mean_t, finite, agreement, t.shape[1])
+        if torch.is_grad_enabled() and z.requires_grad:
+            result = _sweep(t, log_w, ordered, filled, noise, cutoff, prune, want_mean)
+        return _finish(result, order, finite, agreement, want_mean)
     raise RuntimeError(
         f"exact Perturb-Max quadrature did not converge for noise {noise.name!r} "
         f"(agreement {agreement:.2e} at spacing {spacing:g}); please report this input"
     )
 
 
-def _relevant_columns(
-    t: torch.Tensor,
-    logits: torch.Tensor,
-    noise: Noise,
-    order: torch.Tensor,
-    cutoff: float,
-    bottom: torch.Tensor,
-    top: torch.Tensor,
-    spacing: float,
-) -> tuple[int, torch.Tensor, torch.Tensor]:
-    """L on the grid, computed from the top down, and the first grid column that matters.
-
-    For log-concave noise ℓ is decreasing, so every class's term at t is at most the top
-    class's, e(t) = ℓ(t − max μ) + L(t), a concave function of t, and every class has
-    log p_i ≥ log p_min ≥ max_t [ℓ(t − min μ) + L(t)] + log h (the trapezoid sum is at least its
-    largest term). Once e has fallen ``_PRUNE`` nats below that lower bound (walking down from
-    the top, past e's peak), every column further left contributes below e⁻⁸⁰ of any class and
-    is skipped, together with the cost of L there, where all n classes count. Returns (first
-    column, even; L ``[B, M]`` with −inf in the skipped columns; e relative to its maximum,
-    −inf where not computed).
-    """
-    batch, m_total = t.shape
-    big_l = torch.full_like(t, -math.inf)
-    envelopes = torch.full_like(t, -math.inf)
-    prune = noise.name in _LOG_CONCAVE
-    chunk = max(2, (_CHUNK_ELEMENTS // max(1, batch * logits.shape[1])) // 2 * 2)
-    best = torch.full((batch,), -math.inf, dtype=torch.float64, device=t.device)
-    stop = m_total
-    first = 0
-    while stop > 0:
-        begin = max(0, stop - chunk)
-        block = t[:, begin:stop]
-        big_l[:, begin:stop] = _max_cdf_log(block, logits, noise, order, cutoff)
-        if prune:
-            values = big_l[:, begin:stop]
-            envelope = log_reverse_hazard(noise, block - top[:, None]) + values
-            lowest = log_reverse_hazard(noise, block - bottom[:, None]) + values
-            envelopes[:, begin:stop] = envelope
-            best = torch.maximum(best, lowest.amax(1) + math.log(spacing))
-            peak = envelopes[:, begin:].amax(1)
-            # e is concave: past its peak (walking left) and below the bound, it only falls
-            below = (envelope[:, 0] < best - _PRUNE) & (envelope[:, 0] < peak)
-            if bool(below.all()):
-                first = begin
-                break
-        stop = begin
-    first -= first % 2
-    if not prune:
-        envelopes = torch.zeros_like(t)
-    return first, big_l, envelopes - envelopes.amax(1, keepdim=True)
-
-
-def _spacing_for_curvature(
-    big_l: torch.Tensor, envelope: torch.Tensor, spacing: float, noise: Noise
-) -> float:
-    """A spacing for which the trapezoidal rule is accurate on bumps of the measured curvature:
-    error ≈ exp(−2π²/(κ h²)) for a log-integrand of curvature κ (Gaussian bump), so h ≤
-    π√2/√(37 κ) gives ≈ e⁻³⁷; κ = sup|ℓ″| + max of −L″ (second differences of L) over the
-    columns where a class's integrand can matter (envelope within 60 nats of its maximum)."""
-    finite = torch.isfinite(big_l) & (envelope >= -60.0)
-    both = finite[:, 2:] & finite[:, 1:-1] & finite[:, :-2]
-    if not bool(both.any()):
-        return spacing
-    second = (big_l[:, 2:] - 2 * big_l[:, 1:-1] + big_l[:, :-2]) / spacing**2
-    second = torch.where(both, second, torch.zeros_like(second))
-    kappa = float((-second).clamp_min(0).max()) + _HAZARD_CURVATURE.get(noise.name, 1.0)
-    # a first guess only (the halving check decides): twice the Gaussian-bump estimate
-    target = math.pi * math.sqrt(2.0) / math.sqrt(37.0 * kappa)
-    while spacing > target:
-        spacing /= 2.0
-    return spacing
-
-
-def _half_line_rule(z: torch.Tensor, noise: Noise, finite: torch.Tensor) -> ExactLogProbs:
-    detached = z.detach()
+def _half_line_rule(
+    z: torch.Tensor, noise: Noise, finite: torch.Tensor, want_mean: bool
+) -> ExactLogProbs:
+    order, ordered, filled, top, bottom = _ordered(z, finite)
     lower = noise.support[0]
-    top = torch.where(finite, detached, torch.full_like(detached, -math.inf)).amax(1)
-    bottom = torch.where(finite, detached, torch.full_like(detached, math.inf)).amin(1)
     x_hi = _quantile_from_log_cdf(noise, _TAIL_LOG_MASS, upper=True)
-    top_index = torch.where(finite, detached, torch.full_like(detached, -math.inf)).argmax(1)
-    origin = z.gather(1, top_index[:, None]).squeeze(1) + lower  # [B], differentiable (Leibniz)
-    order = torch.argsort(detached, dim=1, descending=True)
+    origin = ordered[:, 0] + lower  # [B], differentiable (Leibniz)
     cutoff = _cdf_one(noise)
-    spacing = 0.25
+    prune = noise.name == "exponential"  # f ≤ 1 on the standardised scale (the bound needs it)
+    spacing = _initial_spacing(noise)
     s_low = -70.0
     s_high = torch.log((top - bottom) + (x_hi - lower) + 1.0)  # [B]
+    agreement = math.inf
     for _ in range(_MAX_REFINEMENTS):
         m_total = math.ceil(float((s_high - s_low).max()) / spacing) + 1
         m_total += m_total % 2 == 0
         _check_size(z, m_total)
         s = s_low + spacing * torch.arange(m_total, dtype=torch.float64, device=z.device)
         s = s[None, :].expand(z.shape[0], -1)
-        t = origin[:, None] + torch.exp(s)
-        log_w, coarse_w = _trapezoid_log_weights(m_total, s, spacing)  # dt = eˢ ds
-        big_l = _max_cdf_log(t, z, noise, order, cutoff)
-        out = _per_class(_filled(z, finite, top), t, log_w, coarse_w, big_l, noise)
-        log_p, coarse, ends, mean_t = out[0], out[1], out[2], out[3]
-        agreement, ends_ok = _assess(log_p, coarse, ends, finite)
-        if not ends_ok:
-            s_low -= 30.0
-            s_high = s_high + 1.0
+        log_w = s + math.log(spacing)  # dt = eˢ ds
+        with torch.no_grad():
+            t = origin.detach()[:, None] + torch.exp(s)
+            result = _sweep(t, log_w, ordered.detach(), filled.detach(), noise,
+                            cutoff, prune, want_mean, origin.detach())  # fmt: skip
+        agreement, right_ok, left_ok = _assess(result, finite, order)
+        if not (right_ok and left_ok):
+            s_low = s_low if left_ok else s_low - 30.0
+            s_high = s_high if right_ok else s_high + 1.0
             continue
         if agreement > _AGREEMENT:
-            spacing /= 2.0
+            spacing = _next_spacing(spacing, agreement, False)
             continue
-        return _finish(log_p, mean_t, finite, agreement, m_total)
+        if torch.is_grad_enabled() and z.requires_grad:
+            t = origin[:, None] + torch.exp(s)
+            result = _sweep(t, log_w, ordered, filled, noise, cutoff, prune, want_mean,
+                            origin.detach())  # fmt: skip
+        return _finish(result, order, finite, agreement, want_mean)
     raise RuntimeError(
         f"exact Perturb-Max quadrature did not converge for noise {noise.name!r} "
         f"(agreement {agreement:.2e}); please report this input"
@@ -523,7 +524,7 @@ def _bounded_row(
     result = None
     agreement = math.inf
     for nodes_per_piece in (16, 32, 64, 128):
-        fine = _bounded_pieces(alive_values, values, pieces, noise, nodes_per_piece)
+        fine = _bounded_pieces(alive_values, pieces, noise, nodes_per_piece)
         if result is not None:
             agreement = _bounded_agreement(result[0], fine[0])
             if agreement <= _AGREEMENT:
@@ -552,19 +553,21 @@ def _bounded_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _bounded_pieces(
-    alive: torch.Tensor, values: torch.Tensor, pieces: torch.Tensor, noise: Noise, k: int
+    alive: torch.Tensor, pieces: torch.Tensor, noise: Noise, k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Composite Gauss–Legendre on ``pieces`` [P, 2] (nodes u² clustered to each piece's left
-    end, t = left + width · u²), differentiable in the piece ends."""
+    end, t = left + width · u²), differentiable in the piece ends. Only the classes that can
+    win (``alive``: μ_j + b > max μ + a) enter L: every other factor is 1 on the whole domain
+    t > max μ + a."""
     x, w = np.polynomial.legendre.leggauss(k)
-    device = values.device
+    device = alive.device
     u = torch.tensor(0.5 * (x + 1.0), dtype=torch.float64, device=device)
     weights = torch.tensor(0.5 * w, dtype=torch.float64, device=device)
     left = pieces[:, :1]
     width = pieces[:, 1:] - pieces[:, :1]
     t_tensor = (left + width * u**2).reshape(-1)
     log_w_tensor = (torch.log(width) + torch.log(2.0 * u * weights)).reshape(-1)
-    big_l = _log_cdf(noise, t_tensor[:, None] - values[None, :]).sum(-1)  # [T]
+    big_l = _log_cdf(noise, t_tensor[:, None] - alive[None, :]).sum(-1)  # [T]
     terms = log_reverse_hazard(noise, t_tensor[None, :] - alive[:, None]) + big_l + log_w_tensor
     log_p = torch.logsumexp(terms, dim=-1)
     safe = torch.where(torch.isfinite(log_p), log_p, torch.zeros_like(log_p))
@@ -576,7 +579,9 @@ def _bounded_pieces(
 
 
 def _initial_spacing(noise: Noise) -> float:
-    return {"normal": 0.25, "logistic": 0.5, "gumbel": 0.5}.get(noise.name, 0.25)
+    """Starting spacing (standardised units; s for the half-line rule): what typical logit
+    vectors end with (n = 10 … 32,000 at spreads 1–10), so that most need one pass."""
+    return {"normal": 0.2, "logistic": 0.4, "gumbel": 0.5, "exponential": 0.3}.get(noise.name, 0.3)
 
 
 def _cdf_one(noise: Noise) -> float:
@@ -589,30 +594,35 @@ def _cdf_one(noise: Noise) -> float:
     )
 
 
-def _assess(
-    log_p: torch.Tensor, coarse: torch.Tensor, ends: torch.Tensor, finite: torch.Tensor
-) -> tuple[float, bool]:
-    lp = log_p.detach()
-    usable = finite & torch.isfinite(lp)
+def _assess(result: _Sweep, finite: torch.Tensor, order: torch.Tensor) -> tuple[float, bool, bool]:
+    """(h-vs-2h agreement, right end ok, left end ok) over the finite classes: each end's
+    log-integrand ``_END_MARGIN`` nats below the class's integral (or the left side certified by
+    concavity in the sweep)."""
+    lp = result.log_p
+    usable = finite.gather(1, order) & torch.isfinite(lp)
     if not bool(usable.any()):
-        return 0.0, True
-    difference = (lp - coarse.detach()).abs()
-    difference = torch.where(usable, difference, torch.zeros_like(difference))
+        return 0.0, True, True
+    difference = torch.where(usable, (lp - result.coarse).abs(), torch.zeros_like(lp))
     agreement = float(difference.max())
     if not math.isfinite(agreement):
         agreement = math.inf
-    margin = torch.where(usable, ends.detach() - lp, torch.full_like(lp, -math.inf))
-    ends_ok = bool((margin <= -_END_MARGIN).all())
-    return agreement, ends_ok
+    floor = torch.where(usable, lp - _END_MARGIN, torch.full_like(lp, math.inf))
+    right_ok = bool((result.right_end <= floor).all())
+    left_ok = result.left_certified or bool((result.left_end <= floor).all())
+    return agreement, right_ok, left_ok
 
 
 def _finish(
-    log_p: torch.Tensor, mean_t: torch.Tensor, finite: torch.Tensor, agreement: float, m: int
+    result: _Sweep, order: torch.Tensor, finite: torch.Tensor, agreement: float, want_mean: bool
 ) -> ExactLogProbs:
-    masked = torch.full_like(log_p, -math.inf)
-    log_p = torch.where(finite, log_p, masked)
-    mean_t = torch.where(finite, mean_t, torch.full_like(mean_t, math.nan))
-    return ExactLogProbs(log_p, mean_t, agreement, m)
+    """Back to the input's class order; masked classes −inf (mean NaN)."""
+    log_p = _unorder(result.log_p, order)
+    log_p = torch.where(finite, log_p, torch.full_like(log_p, -math.inf))
+    mean_t = None
+    if want_mean:
+        mean_t = _unorder(result.mean_t, order)
+        mean_t = torch.where(finite, mean_t, torch.full_like(mean_t, math.nan))
+    return ExactLogProbs(log_p, mean_t, agreement, result.columns)
 
 
 def _filled(z: torch.Tensor, finite: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
@@ -629,16 +639,20 @@ def _check_size(z: torch.Tensor, m_total: int) -> None:
         )
 
 
-def exact_log_probs(z: torch.Tensor, noise: Noise) -> ExactLogProbs:
+def exact_log_probs(
+    z: torch.Tensor, noise: Noise, *, conditional_max: bool = False
+) -> ExactLogProbs:
     """Exact log p ``[B, n]`` (float64) for standardised logits ``z`` ``[B, n]`` (−inf =
     masked; every row needs one finite entry), by the rule the noise's support selects (module
-    docstring). Differentiable in ``z``."""
+    docstring). Differentiable in ``z``. ``conditional_max``: also E[max | class i wins] (one
+    more exponential per grid point and class); otherwise that field is None."""
     z = z.to(torch.float64)
     finite = torch.isfinite(z.detach())
     safe = torch.where(finite, z, torch.full_like(z, -math.inf))
     lower, upper = noise.support
     if math.isinf(lower) and math.isinf(upper):
-        return _smooth_rule(safe, noise, finite)
+        return _smooth_rule(safe, noise, finite, conditional_max)
     if math.isinf(upper):
-        return _half_line_rule(safe, noise, finite)
-    return _bounded_rule(safe, noise, finite)
+        return _half_line_rule(safe, noise, finite, conditional_max)
+    result = _bounded_rule(safe, noise, finite)
+    return result if conditional_max else dataclasses.replace(result, conditional_max=None)

@@ -385,7 +385,8 @@ class _ExpectedMax(torch.autograd.Function):
 
     @staticmethod
     def forward(z: torch.Tensor, noise: Noise) -> torch.Tensor:
-        result = exact_log_probs(z, noise)
+        result = exact_log_probs(z, noise, conditional_max=True)
+        assert result.conditional_max is not None
         p = torch.exp(result.log_probs)
         terms = torch.where(p > 0, p * result.conditional_max, torch.zeros_like(p))
         return terms.sum(-1)
@@ -402,7 +403,8 @@ class _ExpectedMax(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor, None]:
         (z,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        p = torch.exp(exact_log_probs(z, ctx.noise).log_probs)  # type: ignore[attr-defined]
+        log_p = exact_log_probs(z, ctx.noise).log_probs  # type: ignore[attr-defined]
+        p = torch.softmax(log_p, dim=-1)  # Σp = 1 exactly, as perturb_max_probs returns it
         return grad[:, None] * p, None
 
 
