@@ -209,6 +209,34 @@ def test_float32_inputs_are_exact_to_1e5(name: str) -> None:
     assert_every_class(log32, reference, tol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", ["normal", "logistic", "uniform", "exponential"])
+def test_half_precision_inputs_round_the_exact_answer(name: str, dtype: torch.dtype) -> None:
+    """fp16/bf16 logits (exactly representable here) give the reference log p rounded to the
+    dtype: within one unit of its precision relative to max(1, |log p|); p sums to 1 to the
+    dtype's precision; the NLL gradient is the float64 one (checked against finite differences
+    of the reference above) rounded."""
+    mu = [1.0, 0.25, -0.5, 2.0, 0.0, -12.0]
+    logits = torch.tensor(mu, dtype=dtype, requires_grad=True)
+    log_p = perturb_max_log_probs(logits, name)
+    assert log_p.dtype == dtype
+    reference = (
+        mpmath_log_probs(mu, name) if name in ("uniform", "exponential")
+        else scipy_log_probs(np.array(mu), name)
+    )  # fmt: skip
+    eps = torch.finfo(dtype).eps
+    assert_every_class(log_p.float(), reference, tol=eps)
+    p = perturb_max_probs(logits.detach(), name)
+    assert abs(float(p.float().sum()) - 1.0) <= 4 * eps
+    nll = perturb_max_nll(logits[None], torch.tensor([1]), name)
+    (gradient,) = torch.autograd.grad(nll.float().sum(), logits)
+    assert gradient.dtype == dtype
+    wide = torch.tensor(mu, dtype=F64, requires_grad=True)
+    (expected,) = torch.autograd.grad(perturb_max_nll(wide[None], torch.tensor([1]), name), wide)
+    error = (gradient.double() - expected).abs() / expected.abs().clamp_min(1.0)
+    assert float(error.max()) <= 2 * eps
+
+
 @pytest.mark.parametrize("name", ["normal", "logistic", "uniform", "exponential", "hypsecant"])
 def test_gradcheck_of_the_exact_rule(name: str) -> None:
     mu = torch.tensor([[0.7, 0.3, -0.2, 0.1], [0.2, -0.3, 0.5, 0.45]], dtype=F64)
