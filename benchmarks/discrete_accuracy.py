@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import statistics
 import sys
 import time
@@ -37,113 +36,32 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import integrate, stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # finds _harness when run as a script
 
 from _harness import Row, Settings, add_common_args, settings_from_args, write_results
-from kexue.discrete import perturb_max_log_probs, perturb_max_probs
+from kexue.discrete import perturb_max_probs
+from kexue.experiments.perturb_max import (
+    ACCURACY_NOISES as NOISES,
+)
+from kexue.experiments.perturb_max import (
+    FAR_BELOW as FAR,
+)
+from kexue.experiments.perturb_max import (
+    exact_accuracy,
+    make_accuracy_logits,
+    previous_default,
+)
 from kexue.utils import atomic_write_json
 
 NAME = "discrete_accuracy"
-NOISES = ("normal", "logistic", "gumbel", "uniform", "exponential")
 CLASSES = (10, 1_000, 32_000, 128_000)
 QUICK_CLASSES = (10,)
 SPEED_CLASSES = (10, 1_000, 32_000, 128_000)
 QUICK_SPEED_CLASSES = (10, 1_000)
-FAR = (40.0, 150.0, 400.0, 1000.0)
-LAWS = {
-    "normal": stats.norm(),
-    "logistic": stats.logistic(),
-    "gumbel": stats.gumbel_r(),
-    "uniform": stats.uniform(loc=-0.5, scale=1.0),
-    "exponential": stats.expon(),
-}
 EXACT = "exact (default)"
 PREVIOUS = "previous default (32-node rule)"
 SOFTMAX = "torch.softmax"
-
-
-def make_logits(n: int, far: bool = True) -> np.ndarray:
-    generator = np.random.default_rng(0)
-    logits = generator.normal(size=n) * 3
-    if far and n >= 10:
-        top = logits.max()
-        logits[-len(FAR) :] = top - np.array(FAR)
-    return logits
-
-
-def reference_log_p(mu: np.ndarray, noise: str, i: int) -> float:
-    """log p_i by adaptive quadrature of the class's own integrand (module docstring)."""
-    law = LAWS[noise]
-    others = np.delete(mu, i)
-    low, high = law.support()  # type: ignore[attr-defined]
-    start = max(mu.max() + low, mu[i] - 80.0) if math.isfinite(low) else mu[i] - 80.0
-    stop = min(mu[i] + high, mu.max() + 80.0)
-    if stop <= start:
-        return -math.inf
-    grid = np.linspace(start, stop, 4001 if len(mu) <= 32_000 else 801)  # brackets the bump
-
-    def log_integrand(t: np.ndarray) -> np.ndarray:
-        t = np.atleast_1d(t)
-        with np.errstate(all="ignore"):
-            total = np.zeros(len(t))
-            for first in range(0, len(others), 20_000):
-                block = others[first : first + 20_000]
-                total += law.logcdf(t[:, None] - block[None, :]).sum(1)  # type: ignore[attr-defined]
-            return np.asarray(law.logpdf(t - mu[i]) + total)  # type: ignore[attr-defined]
-
-    values = log_integrand(grid)
-    if not np.isfinite(values).any():
-        return -math.inf
-    peak = int(np.nanargmax(np.where(np.isfinite(values), values, -np.inf)))
-    c = float(values[peak])
-    alive = grid[np.isfinite(values) & (values > c - 120)]
-    a, b = max(start, alive.min() - 0.5), min(stop, alive.max() + 0.5)
-    points = [float(grid[peak])]
-    if noise == "uniform":
-        kinks = others + 0.5
-        points += [float(k) for k in kinks[(kinks > a) & (kinks < b)]][:200]
-    value, _ = integrate.quad(
-        lambda t: float(np.exp(log_integrand(t)[0] - c)), a, b,
-        points=sorted(set(points)), limit=2000, epsabs=0.0, epsrel=1e-13,
-    )  # fmt: skip
-    return math.log(value) + c if value > 0 else -math.inf
-
-
-def previous_default(logits: torch.Tensor, noise: str) -> torch.Tensor:
-    rule = "gauss-hermite" if noise == "normal" else "gauss-legendre"
-    return perturb_max_log_probs(logits, noise, rule, 32)
-
-
-def accuracy(n: int, noise: str) -> dict[str, Any]:
-    mu = make_logits(n)
-    logits = torch.tensor(mu, dtype=torch.float64)
-    started = time.perf_counter()
-    exact = perturb_max_log_probs(logits, noise).numpy()
-    exact_seconds = time.perf_counter() - started
-    previous = previous_default(logits, noise).numpy()
-    order = np.argsort(-mu)
-    if n <= 100:
-        classes = list(range(n))
-    else:
-        finite = order[np.isfinite(exact[order])]
-        spread = finite[np.linspace(0, len(finite) - 1, 16).astype(int)]
-        classes = sorted({*order[:8], *finite[-8:], *spread, *range(n - len(FAR), n)})
-    reference = np.array([reference_log_p(mu, noise, int(i)) for i in classes])
-    keep = np.isfinite(reference) & (reference >= -700)
-    scale = np.maximum(1.0, np.abs(reference[keep]))
-    exact_error = np.abs(exact[classes][keep] - reference[keep]) / scale
-    with np.errstate(invalid="ignore"):
-        previous_error = np.abs(previous[classes][keep] - reference[keep]) / scale
-    mismatch = int((np.isfinite(exact[classes]) != np.isfinite(reference)).sum())
-    return {
-        "n": n, "noise": noise, "classes_checked": len(classes), "classes_scored": int(keep.sum()),
-        "lowest_reference": float(reference[np.isfinite(reference)].min()),
-        "exact_worst": float(exact_error.max()),
-        "previous_worst": float(np.nan_to_num(previous_error, nan=np.inf).max()),
-        "support_mismatches": mismatch, "exact_seconds": exact_seconds,
-    }  # fmt: skip
 
 
 def timed(call: Callable[[], object], repeats: int) -> tuple[float, float, list[float]]:
@@ -163,7 +81,7 @@ def speed_rows(n: int, quick: bool) -> list[Row]:
                               dtype=torch.float32)  # fmt: skip
         group = "batch 64 × n = 10, float32"
     else:
-        logits = torch.tensor(make_logits(n, far=False), dtype=torch.float64)[None]
+        logits = torch.tensor(make_accuracy_logits(n, far=False), dtype=torch.float64)[None]
         group = f"one row, n = {n:,}, float64"
     repeats = 3 if n >= 32_000 else (5 if quick else 20)
     rows = []
@@ -178,6 +96,10 @@ def speed_rows(n: int, quick: bool) -> list[Row]:
             rows.append(Row(group, f"{method}, {noise}", SOFTMAX, median, iqr, median / base, 0,
                             times))  # fmt: skip
     return rows
+
+
+def accuracy(n: int, noise: str) -> dict[str, Any]:
+    return exact_accuracy(n, noise)
 
 
 def _resumable_accuracy(classes: Sequence[int], settings: Settings) -> list[dict[str, Any]]:

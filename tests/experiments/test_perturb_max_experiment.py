@@ -39,8 +39,8 @@ TINY_FULL = dataclasses.replace(
     image_test=128,
     timing_nodes=(8,),
 )
-EXACT = ("C9.6", "C9.3 / §4", "§4 (Gumbel)", "§5.1b", "C9.8", "C9.4", "E9.4 / C9.3 (MC)", "C9.5",
-         "C9.7")  # fmt: skip
+EXACT = ("C9.6", "C9.3 / §4", "§4 (Gumbel)", "§5.1b", "issue 19 (1)", "C9.8", "C9.4",
+         "E9.4 / C9.3 (MC)", "C9.5", "C9.7")  # fmt: skip
 FY_CLAIMS = ("E9.2 (Fenchel–Young)", "E9.3 (Fenchel–Young)")
 CLAIMS = {*EXACT, "E9.2", "E9.3", *FY_CLAIMS}
 
@@ -72,6 +72,7 @@ def test_perturb_max_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert claims[claim_id].verdict is Verdict.INCONCLUSIVE
     titles = [table.title for table in result.tables]
     for prefix in ("Quadrature rules for normal noise", "Quadrature accuracy by noise",
+                   "The exact default against a per-class",
                    "Logistic noise is not softmax", "Entropy", "Digits, linear"):  # fmt: skip
         assert any(title.startswith(prefix) for title in titles), prefix
     digits = next(t for t in result.tables if t.title.startswith("Digits"))
@@ -80,6 +81,9 @@ def test_perturb_max_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyP
     for record in result.metadata["digits"][pm.PM_FY]:
         assert 0.1 < record["accuracy"] <= 1.0
         assert 0.0 <= record["ece"] <= 1.0
+    accuracy = result.metadata["exact_accuracy"]
+    assert [(r["n"], r["noise"]) for r in accuracy] == [(10, noise) for noise in pm.ACCURACY_NOISES]
+    assert all(r["previous_worst"] > 1e-6 for r in accuracy if r["noise"] != "gumbel")
     assert (tmp_path / "perturb-max" / "quadrature_accuracy.png").stat().st_size > 1000
     # a second run resumes from the cache and gives the same numbers
     (again,) = run_experiments(["perturb-max"], out=tmp_path, echo=False)
