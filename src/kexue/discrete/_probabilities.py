@@ -381,30 +381,33 @@ def perturb_max_nll(
 
 class _ExpectedMax(torch.autograd.Function):
     """E max with the exact gradient p (spec 09 §3: ∇ E max(μ + σε) = p). The value and p come
-    from one pass of the shared-grid rule; double backward differentiates p again."""
+    from one pass of the shared-grid rule; p is kept for the backward pass, except under
+    ``create_graph`` (double backward), where it is recomputed differentiably from z."""
 
     @staticmethod
-    def forward(z: torch.Tensor, noise: Noise) -> torch.Tensor:
+    def forward(z: torch.Tensor, noise: Noise) -> tuple[torch.Tensor, torch.Tensor]:
         result = exact_log_probs(z, noise, conditional_max=True)
         assert result.conditional_max is not None
         p = torch.exp(result.log_probs)
         terms = torch.where(p > 0, p * result.conditional_max, torch.zeros_like(p))
-        return terms.sum(-1)
+        return terms.sum(-1), torch.softmax(result.log_probs, dim=-1)
 
     @staticmethod
     def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple[torch.Tensor, Noise],
-                      output: torch.Tensor) -> None:  # fmt: skip
+                      output: tuple[torch.Tensor, torch.Tensor]) -> None:  # fmt: skip
         z, noise = inputs
-        ctx.save_for_backward(z)
+        ctx.save_for_backward(z, output[1])
+        ctx.mark_non_differentiable(output[1])
         ctx.noise = noise  # type: ignore[attr-defined]
 
     @staticmethod
     def backward(
-        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor, _: torch.Tensor | None
     ) -> tuple[torch.Tensor, None]:
-        (z,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        log_p = exact_log_probs(z, ctx.noise).log_probs  # type: ignore[attr-defined]
-        p = torch.softmax(log_p, dim=-1)  # Σp = 1 exactly, as perturb_max_probs returns it
+        z, p = ctx.saved_tensors  # type: ignore[attr-defined]
+        if torch.is_grad_enabled():  # create_graph: p as a differentiable function of z
+            log_p = exact_log_probs(z, ctx.noise).log_probs  # type: ignore[attr-defined]
+            p = torch.softmax(log_p, dim=-1)  # Σp = 1 exactly, as perturb_max_probs returns it
         return grad[:, None] * p, None
 
 
@@ -445,7 +448,7 @@ def expected_max(
         elif flat.shape[0] == 0:
             value = flat.new_zeros((0,), dtype=torch.float64)
         else:
-            value = _ExpectedMax.apply(flat.to(torch.float64) / sigma, noise_object)  # type: ignore[no-untyped-call]
+            value, _ = _ExpectedMax.apply(flat.to(torch.float64) / sigma, noise_object)  # type: ignore[no-untyped-call]
     else:
         z = flat.to(dtype) / sigma
         finite = torch.isfinite(z.detach())
