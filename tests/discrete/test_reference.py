@@ -290,3 +290,31 @@ def test_normal_closed_form_of_the_expected_max_for_two_classes() -> None:
     exact = d * special.ndtr(d / s) + s * math.exp(-0.25 * d * d) / math.sqrt(2 * math.pi)
     value = expected_max(torch.tensor([d, 0.0], dtype=F64))
     assert abs(float(value) - exact) <= 1e-12
+
+
+def test_bounded_rule_batched_and_per_row_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Uniform noise: all rows at once (few classes can win) and row by row with windowed pieces
+    (many can win) give the same log p and gradients, masks and non-winning classes included."""
+    from kexue.discrete import _exact
+
+    generator = torch.Generator().manual_seed(3)
+    logits = (0.6 * torch.randn(6, 9, generator=generator, dtype=F64)).requires_grad_(True)
+    with torch.no_grad():
+        logits[0, 3] = -math.inf
+        logits[2, 0] = logits[2, 1] - 5.0  # cannot win
+    weights = torch.randn(6, 9, generator=generator, dtype=F64)
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        log_p = perturb_max_log_probs(logits, "uniform")
+        p = torch.exp(log_p)
+        (gradient,) = torch.autograd.grad((p * weights).sum(), logits)
+        return log_p.detach(), gradient
+
+    batched = run()
+    monkeypatch.setattr(_exact, "_BATCHED_ALIVE", 0)
+    per_row = run()
+    finite = torch.isfinite(per_row[0])
+    assert torch.equal(torch.isfinite(batched[0]), finite)
+    assert float((batched[0] - per_row[0])[finite].abs().max()) <= 1e-12
+    assert bool(torch.isfinite(batched[1]).all())
+    torch.testing.assert_close(batched[1], per_row[1], rtol=0, atol=1e-11)

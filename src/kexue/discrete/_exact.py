@@ -82,6 +82,8 @@ _LOG_CONCAVE = frozenset({"normal", "logistic", "gumbel", "uniform", "exponentia
 #: families whose integrand is entire with Gaussian decay (trapezoid error e^{−c/h²})
 _ENTIRE = frozenset({"normal", "gumbel"})
 _CHUNK_ELEMENTS = 1 << 21
+#: bounded noise: all rows at once while no row has more classes that can win than this
+_BATCHED_ALIVE = 256
 #: the fewest grid columns per block of the sweep
 _MIN_BLOCK = 16
 #: refuse grids whose [batch, n, M] work would exceed this many float64 elements per chunk set
@@ -469,7 +471,14 @@ def _half_line_rule(
 
 
 def _bounded_rule(z: torch.Tensor, noise: Noise, finite: torch.Tensor) -> ExactLogProbs:
-    """Per row: composite Gauss–Legendre between the kinks μ_j + b (module docstring)."""
+    """Composite Gauss–Legendre between the kinks μ_j + b (module docstring): all rows at once
+    while every row has at most ``_BATCHED_ALIVE`` classes that can win, else row by row with
+    the pieces restricted to the classes' windows."""
+    order, ordered, filled, top, _ = _ordered(z, finite)
+    lower, upper = noise.support
+    alive = int((ordered.detach() + upper > (top + lower)[:, None]).sum(1).max())
+    if alive <= _BATCHED_ALIVE:
+        return _bounded_batched(order, ordered, filled, finite, noise, alive)
     rows_log_p, rows_mean, agreements, sizes = [], [], [], []
     for row, mask in zip(z, finite, strict=True):
         log_p, mean_t, agreement, size = _bounded_row(row, mask, noise)
@@ -479,6 +488,65 @@ def _bounded_rule(z: torch.Tensor, noise: Noise, finite: torch.Tensor) -> ExactL
         sizes.append(size)
     return ExactLogProbs(torch.stack(rows_log_p), torch.stack(rows_mean), max(agreements),
                          max(sizes))  # fmt: skip
+
+
+def _bounded_batched(
+    order: torch.Tensor,
+    ordered: torch.Tensor,
+    filled: torch.Tensor,
+    finite: torch.Tensor,
+    noise: Noise,
+    alive: int,
+) -> ExactLogProbs:
+    """Every row at once: the first ``alive`` classes of the descending order hold every class
+    that can win (μ_i + b > max μ + a). Edges: the origin max μ + a and the kinks μ_j + b of
+    those classes (ascending; a row's classes that cannot win give kinks clamped to the origin,
+    i.e. empty pieces), differentiable in the logits (Leibniz's boundary terms). Nodes
+    t = left + width·u² per piece; the rule with K and 2K nodes per piece must agree."""
+    lower, upper = noise.support
+    batch, n = ordered.shape
+    origin = ordered[:, :1] + lower  # [B, 1]
+    kinks = torch.flip(ordered[:, :alive] + upper, dims=(1,))  # ascending
+    kinks = torch.maximum(kinks, origin)
+    edges = torch.cat((origin, kinks), dim=1)  # [B, A + 1]
+    left, width = edges[:, :-1], edges[:, 1:] - edges[:, :-1]  # [B, A]
+    candidates = ordered[:, :alive]  # L runs over these: every other factor is 1 on the domain
+    own = filled[:, :alive]
+    previous = None
+    agreement = math.inf
+    for k in (16, 32, 64, 128):
+        x, w = np.polynomial.legendre.leggauss(k)
+        u = torch.tensor(0.5 * (x + 1.0), dtype=torch.float64, device=ordered.device)
+        weights = torch.tensor(np.log(0.5 * w * (x + 1.0)), dtype=torch.float64,
+                               device=ordered.device)  # log(2u · w/2)  # fmt: skip
+        t = (left[:, :, None] + width[:, :, None] * u**2).reshape(batch, -1)  # [B, A·K]
+        log_w = (_safe_log(width)[:, :, None] + weights).reshape(batch, -1)
+        big_l = _log_cdf(noise, t[:, :, None] - candidates[:, None, :]).sum(-1)  # [B, T]
+        terms = log_reverse_hazard(noise, t[:, None, :] - own[:, :, None])
+        terms = terms + (big_l + log_w)[:, None, :]  # [B, A, T]
+        peak = terms.detach().amax(-1)
+        peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+        # not torch.logsumexp: a class that cannot win (all terms −inf) must get a zero gradient
+        log_p = _safe_log(torch.exp(terms - peak[:, :, None]).sum(-1)) + peak
+        if previous is not None:
+            agreement = _bounded_agreement(previous[0], log_p)
+            if agreement <= _AGREEMENT:
+                previous = (log_p, terms, t)
+                break
+        previous = (log_p, terms, t)
+    assert previous is not None
+    if agreement > _AGREEMENT:
+        raise RuntimeError(
+            f"exact Perturb-Max quadrature did not converge for noise {noise.name!r} "
+            f"(agreement {agreement:.2e}); please report this input"
+        )
+    log_p, terms, t = previous
+    safe = torch.where(torch.isfinite(log_p), log_p, torch.zeros_like(log_p))
+    mean_t = (torch.exp(terms - safe[:, :, None]) * t[:, None, :]).sum(-1)
+    rest = torch.full((batch, n - alive), -math.inf, dtype=torch.float64, device=ordered.device)
+    result = _Sweep(torch.cat((log_p, rest), 1), log_p, torch.cat((mean_t, rest), 1), rest, rest,
+                    True, int(t.shape[1]))  # fmt: skip
+    return _finish(result, order, finite, agreement, True)
 
 
 def _bounded_row(
