@@ -17,6 +17,7 @@ from kexue.discrete import (
     CustomNoise,
     Noise,
     Normal,
+    expected_max,
     perturb_max_log_probs,
     perturb_max_probs,
     perturb_max_sample,
@@ -424,3 +425,24 @@ def test_custom_noise_reproduces_the_builtin_family() -> None:
     p = perturb_max_probs(mu64(), custom, "gauss-legendre", 48)
     q = perturb_max_probs(mu64(), "normal", "gauss-legendre", 48)
     torch.testing.assert_close(p, q, rtol=0, atol=1e-14)
+
+
+def test_a_call_larger_than_memory_is_refused_naming_the_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 19 item 6: logits whose exact working set exceeds the device's memory get a
+    ValueError naming the GiB needed and the way out, before any float64 copy is made."""
+    from kexue.discrete import _exact
+
+    monkeypatch.setattr(_exact, "_available_bytes", lambda device: 1 << 20)  # a 1 MiB device
+    logits = torch.zeros(64, 1000)
+    for call in (
+        lambda: perturb_max_probs(logits, "normal"),
+        lambda: perturb_max_probs(logits, "uniform", log=True),
+        lambda: expected_max(logits, "logistic"),
+    ):
+        with pytest.raises(ValueError, match=r"need about 0\.0 GiB|GiB of working memory"):
+            call()
+    assert perturb_max_probs(logits, "gumbel").shape == (64, 1000)  # softmax: no grid, no limit
+    small = perturb_max_probs(torch.zeros(2, 3), "normal")  # 6 logits × 640 B fit in 1 MiB
+    torch.testing.assert_close(small, torch.full((2, 3), 1 / 3))

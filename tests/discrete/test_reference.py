@@ -318,3 +318,41 @@ def test_bounded_rule_batched_and_per_row_paths_agree(monkeypatch: pytest.Monkey
     assert float((batched[0] - per_row[0])[finite].abs().max()) <= 1e-12
     assert bool(torch.isfinite(batched[1]).all())
     torch.testing.assert_close(batched[1], per_row[1], rtol=0, atol=1e-11)
+
+
+def test_a_user_noise_whose_log_density_underflows_keeps_finite_exact_gradients() -> None:
+    """The minimum-Gumbel law (log f = x − eˣ) as a CustomNoise whose log-pdf is −inf above 700
+    (a user's overflow guard): the top blocks of the grid are −inf for the class 1000 below, so
+    its running sum adds two −inf logs — log p must match adaptive quadrature and the gradient
+    must be finite (torch.logaddexp would give NaN) and match finite differences."""
+    limit = 700.0
+
+    def log_cdf(x: torch.Tensor) -> torch.Tensor:
+        low, safe = x.clamp_max(-30.0), x.clamp(-30.0, limit)
+        return torch.where(
+            x < -30.0, low - torch.exp(low), torch.log(-torch.expm1(-torch.exp(safe)))
+        )
+
+    def log_pdf(x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x > limit, -math.inf, x - torch.exp(x.clamp_max(limit)))
+
+    noise = CustomNoise(log_cdf, lambda q: torch.log(-torch.log1p(-q)), log_pdf, name="gumbel-min")
+    mu = [0.0, -1.0, -3.0, -1000.0]
+    logits = torch.tensor(mu, dtype=F64, requires_grad=True)
+    log_p = perturb_max_log_probs(logits, noise)
+    LAWS["gumbel-min"] = stats.gumbel_l()
+    try:
+        reference = scipy_log_probs(np.array(mu), "gumbel-min", classes=[0, 1, 2])
+    finally:
+        del LAWS["gumbel-min"]
+    assert_every_class(log_p[:3], reference[:3])
+    (gradient,) = torch.autograd.grad(log_p.sum(), logits)  # the far class included
+    assert bool(torch.isfinite(gradient).all())
+    step = 1e-6
+    for k in range(4):
+        shifted = [m + (step if j == k else 0.0) for j, m in enumerate(mu)]
+        back = [m - (step if j == k else 0.0) for j, m in enumerate(mu)]
+        plus = perturb_max_log_probs(torch.tensor(shifted, dtype=F64), noise).sum()
+        minus = perturb_max_log_probs(torch.tensor(back, dtype=F64), noise).sum()
+        difference = float(plus - minus) / (2 * step)
+        assert abs(float(gradient[k]) - difference) <= 1e-5 * max(1.0, abs(difference))

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ._noises import NOISES, Noise, Normal
 
-__all__ = ["ExactLogProbs", "exact_log_probs", "log_reverse_hazard"]
+__all__ = ["ExactLogProbs", "check_exact_memory", "exact_log_probs", "log_reverse_hazard"]
 
 _LOG_SQRT_2_OVER_PI = 0.5 * math.log(2.0 / math.pi)
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -84,6 +85,8 @@ _ENTIRE = frozenset({"normal", "gumbel"})
 _CHUNK_ELEMENTS = 1 << 21
 #: bounded noise: all rows at once while no row has more classes that can win than this
 _BATCHED_ALIVE = 256
+#: working memory per logit of the exact rule (float64; see _check_memory)
+_BYTES_PER_ENTRY = 640  # measured peak: ≈ 570 at 16 × 128,000, normal noise
 #: the fewest grid columns per block of the sweep
 _MIN_BLOCK = 16
 #: refuse grids whose [batch, n, M] work would exceed this many float64 elements per chunk set
@@ -276,6 +279,13 @@ def _safe_log(x: torch.Tensor) -> torch.Tensor:
     return torch.where(positive, torch.log(torch.where(positive, x, 1.0)), -math.inf)
 
 
+def _log_add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """log(eᵃ + eᵇ) with a zero (not NaN, as torch.logaddexp gives) gradient where both are −inf."""
+    peak = torch.maximum(a, b).detach()
+    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    return _safe_log(torch.exp(a - peak) + torch.exp(b - peak)) + peak
+
+
 def _sweep(
     t: torch.Tensor,
     log_w: torch.Tensor,
@@ -302,13 +312,17 @@ def _sweep(
     batch, m_total = t.shape
     n = ordered.shape[1]
     need_grad = torch.is_grad_enabled() and (ordered.requires_grad or t.requires_grad)
-    block = max(_MIN_BLOCK, _CHUNK_ELEMENTS // max(1, batch * n))
+    block = max(2, _CHUNK_ELEMENTS // max(1, batch * n))
     if prune:  # a few blocks even for small problems, so that the left part can be skipped
         block = min(block, max(_MIN_BLOCK, m_total // 4))
     block += block % 2
     detached = ordered.detach()
-    parts: list[torch.Tensor] = []
-    running = torch.full((batch, n), -math.inf, dtype=torch.float64, device=t.device)
+    # running sums over the blocks (O(B·n) memory however many blocks): log-sum-exp at h and 2h,
+    # Σ weight · E[t | i] relative to the running log-sum-exp, the last column, the first swept
+    log_p = torch.full((batch, n), -math.inf, dtype=torch.float64, device=t.device)
+    coarse = log_p
+    mean_t = torch.zeros_like(log_p)
+    right_end = left_end = log_p
     stop = m_total
     certified = False
     columns = 0
@@ -322,12 +336,22 @@ def _sweep(
             out = checkpoint(_block_terms, *args, noise, want_mean, use_reentrant=False)
         else:
             out = _block_terms(*args, noise, want_mean)
-        parts.append(out)
+        if columns == 0:
+            right_end = out[5]
+        left_end = out[3]
+        if want_mean:
+            merged = _log_add(log_p, out[0])
+            safe = torch.where(torch.isfinite(merged), merged, torch.zeros_like(merged))
+            mean_t = mean_t * torch.exp(log_p - safe) + out[2] * torch.exp(out[0] - safe)
+            log_p = merged
+        else:
+            log_p = _log_add(log_p, out[0])
+        coarse = _log_add(coarse, out[1])
         columns += stop - begin
         stop = begin
         if prune and stop > 0:
             values = out.detach()
-            running = torch.logaddexp(running, values[0])
+            running = log_p.detach()
             first, second = values[3], values[4]
             if origin is None:
                 rise = second - first
@@ -341,16 +365,7 @@ def _sweep(
             if bool((bounded | torch.isneginf(first)).all()):
                 certified = True
                 break
-    stacked = torch.stack(parts)  # [blocks, 6, B, n]
-    log_p = torch.logsumexp(stacked[:, 0], dim=0)
-    coarse = torch.logsumexp(stacked[:, 1], dim=0)
-    if want_mean:
-        safe = torch.where(torch.isfinite(log_p), log_p, torch.zeros_like(log_p))
-        share = torch.exp(stacked[:, 0] - safe)
-        mean_t = (share * stacked[:, 2]).sum(0)
-    else:
-        mean_t = torch.zeros_like(log_p)
-    return _Sweep(log_p, coarse, mean_t, stacked[0, 5], stacked[-1, 3], certified, columns)
+    return _Sweep(log_p, coarse, mean_t, right_end, left_end, certified, columns)
 
 
 def _next_spacing(spacing: float, agreement: float, entire: bool) -> float:
@@ -707,6 +722,30 @@ def _check_size(z: torch.Tensor, m_total: int) -> None:
         )
 
 
+def _available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # not POSIX: no refusal
+        return 1 << 62
+
+
+def check_exact_memory(z: torch.Tensor) -> None:
+    """Refuse, naming the memory, a call whose working set (≈ ``_BYTES_PER_ENTRY`` per logit:
+    blocks of at least two grid columns × every class, the running sums, the sort) exceeds the
+    device's memory, instead of being killed for it."""
+    needed = _BYTES_PER_ENTRY * z.numel()
+    available = _available_bytes(z.device)
+    if needed > available:
+        raise ValueError(
+            f"exact Perturb-Max probabilities for logits of shape {tuple(z.shape)} need about "
+            f"{needed / 2**30:.1f} GiB of working memory ({_BYTES_PER_ENTRY} bytes per logit) but "
+            f"{z.device} has {available / 2**30:.1f} GiB: split the batch or use a fixed-node "
+            "method (method='gauss-hermite'/'gauss-legendre')"
+        )
+
+
 def exact_log_probs(
     z: torch.Tensor, noise: Noise, *, conditional_max: bool = False
 ) -> ExactLogProbs:
@@ -714,6 +753,7 @@ def exact_log_probs(
     masked; every row needs one finite entry), by the rule the noise's support selects (module
     docstring). Differentiable in ``z``. ``conditional_max``: also E[max | class i wins] (one
     more exponential per grid point and class); otherwise that field is None."""
+    check_exact_memory(z)
     z = z.to(torch.float64)
     finite = torch.isfinite(z.detach())
     safe = torch.where(finite, z, torch.full_like(z, -math.inf))

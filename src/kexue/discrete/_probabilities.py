@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ._exact import exact_log_probs
+from ._exact import check_exact_memory, exact_log_probs
 from ._many_classes import interpolated_log_probs
 from ._noises import Noise, as_noise
 from ._quadrature import QUADRATURE_METHODS, quadrature_nodes
@@ -302,6 +302,7 @@ def perturb_max_probs(
         return restore((torch.log(limit) if log else limit) + connected)
     if resolved == "exact" and noise_object.name != "gumbel":
         dtype = torch.float64  # the shared-grid rule and the n = 2 forms run in float64
+        check_exact_memory(flat)  # before any float64 copy: a clear error, not an OOM kill
     z = flat.to(dtype) / sigma
     if resolved == "exact" and noise_object.name == "gumbel" and not log:
         return restore(torch.softmax(z, dim=-1))  # bitwise softmax (C9.2)
