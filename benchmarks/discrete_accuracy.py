@@ -30,7 +30,6 @@ import argparse
 import functools
 import hashlib
 import json
-import math
 import statistics
 import sys
 import time
@@ -109,7 +108,7 @@ def speed_rows(n: int, quick: bool) -> list[Row]:
 
 def _previous(entry: dict[str, Any]) -> str:
     value = entry["previous_worst"]
-    return "not run (O(n²K))" if math.isnan(value) else f"{value:.1e}"
+    return "not run (O(n²K))" if value is None else f"{value:.1e}"
 
 
 def accuracy(n: int, noise: str) -> dict[str, Any]:

@@ -310,7 +310,7 @@ def exact_accuracy(n: int, noise: str) -> dict[str, Any]:
     feasible = len(mu) <= 1_000 or noise in (*INTERPOLATED_NOISES, "gumbel")
     previous = (
         previous_default(logits, noise).numpy() if feasible else np.full(len(mu), np.nan)
-    )  # NaN: not computed (the direct O(n²K) path)
+    )  # not computed (the direct O(n²K) path): reported as None
     order = np.argsort(-mu)
     if n <= 100:
         classes = list(range(n))
@@ -330,7 +330,7 @@ def exact_accuracy(n: int, noise: str) -> dict[str, Any]:
         "lowest_reference": float(reference[np.isfinite(reference)].min()),
         "exact_worst": float(exact_error.max()),
         "previous_worst": (
-            float(np.nan_to_num(previous_error, nan=np.inf).max()) if feasible else math.nan
+            float(np.nan_to_num(previous_error, nan=np.inf).max()) if feasible else None
         ),
         "support_mismatches": mismatch, "exact_seconds": exact_seconds,
     }  # fmt: skip
@@ -544,8 +544,8 @@ def _quadrature_section(ctx: ExperimentContext, sizes: Sizes) -> None:
     ctx.metadata["many_classes"] = many
 
 
-def _previous_cell(value: float) -> str:
-    return "not run (direct O(n²K) path)" if math.isnan(value) else f"{value:.1e}"
+def _previous_cell(value: float | None) -> str:
+    return "not run (direct O(n²K) path)" if value is None else f"{value:.1e}"
 
 
 def _accuracy_section(ctx: ExperimentContext, sizes: Sizes) -> None:
