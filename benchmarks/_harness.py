@@ -20,8 +20,12 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import statistics
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -201,6 +205,30 @@ def _cpu_name() -> str:
     )
 
 
+_STARTED = time.monotonic()
+
+
+def _provenance() -> dict[str, Any]:
+    """The commit (and whether the work tree differed from it), the command line and the
+    process's wall time so far: what a stored result needs to be reproduced."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                  check=True, timeout=30).stdout.strip()  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "dirty": None if status is None else bool(status),
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "seconds": round(time.monotonic() - _STARTED, 1),
+    }
+
+
 def write_results(
     name: str,
     rows: Sequence[Row],
@@ -213,6 +241,7 @@ def write_results(
     payload = {
         "name": name,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **_provenance(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
