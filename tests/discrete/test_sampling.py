@@ -17,6 +17,7 @@ from kexue.discrete._sampling import (
     NORMAL_CUT,
     TAILS,
     ZONE,
+    _outside,
     check_sample_args,
     reach,
 )
@@ -223,3 +224,27 @@ def test_samples_are_reproducible_with_a_generator() -> None:
     b = perturb_max_sample(logits, "gumbel", generator=torch.Generator().manual_seed(4))
     assert torch.equal(a, b)
     assert np.all(a.numpy() >= 0)
+
+
+@pytest.mark.parametrize("count", [1, 255, 256, 257, 64_000, 64_123, 300_000])
+@pytest.mark.parametrize("tails", [0, 1, 3, 9, 40])
+def test_the_tail_search_finds_exactly_the_out_of_range_elements(count: int, tails: int) -> None:
+    """``_outside`` (aminmax gate, one-by-one extremes, then the block search) returns exactly the
+    indices a brute-force comparison gives, whatever the size (block remainders) and the number
+    of tail elements (past the one-by-one steps), and leaves the other elements untouched."""
+    generator = torch.Generator().manual_seed(count + tails)
+    flat = torch.rand(count, generator=generator) * 2 - 1  # inside (−1, 1)
+    tails = min(tails, count)
+    where = torch.randperm(count, generator=generator)[:tails]
+    signs = torch.where(torch.rand(tails, generator=generator) < 0.5, -1.0, 1.0)
+    flat[where] = signs * (1.5 + torch.rand(tails, generator=generator))
+    original = flat.clone()
+    lower, upper = _outside(flat, -1.0, 1.0, 0.0)
+    expected_lower = torch.nonzero(original < -1.0).squeeze(1)
+    expected_upper = torch.nonzero(original >= 1.0).squeeze(1)
+    assert torch.equal(torch.sort(lower).values, expected_lower)
+    assert torch.equal(torch.sort(upper).values, expected_upper)
+    untouched = torch.ones(count, dtype=torch.bool)
+    untouched[expected_lower] = False
+    untouched[expected_upper] = False
+    assert torch.equal(flat[untouched], original[untouched])
