@@ -281,13 +281,14 @@ def sample_normal(
         return z.to(dtype)
     flat = z.view(-1)
     below, above = _outside(flat, -NORMAL_CUT, _ABOVE_CUT[work], 0.0)
-    positions = torch.cat((below, above))
-    if positions.numel():
-        t = _fine_zone_draw(positions.numel(), _NORMAL_TAIL_MASS, generator, z.device)
-        magnitude = -torch.special.ndtri(t)
-        sign = torch.ones_like(magnitude)
-        sign[: below.numel()] = -1.0
-        flat[positions] = (sign * magnitude).to(work)
+    count_below, count_above = below.numel(), above.numel()
+    if count_below or count_above:
+        t = _fine_zone_draw(count_below + count_above, _NORMAL_TAIL_MASS, generator, z.device)
+        tail = torch.special.ndtri(t).to(work)  # lower-tail values, z < −4.5
+        if count_below:
+            flat[below] = tail[:count_below]
+        if count_above:
+            flat[above] = tail[count_below:].neg_()  # the upper tail by symmetry
     return _finish(z, scale, dtype)
 
 
