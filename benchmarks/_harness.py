@@ -220,7 +220,9 @@ def _provenance() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             return None
 
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # the code's state: tracked files other than the stored results themselves
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                 ":(exclude)benchmarks/results")  # fmt: skip
     return {
         "commit": git("rev-parse", "HEAD"),
         "dirty": None if status is None else bool(status),
