@@ -79,7 +79,9 @@ class MinNormInfo:
     ``norm_sq`` = ‖u*‖² = αᵀMα; ``min_inner`` = minᵢ⟨gᵢ, u*⟩ = minᵢ (Mα)ᵢ (≥ ½‖u*‖² at the optimum,
     ‖u*‖² exactly by KKT, C7.2); ``gap`` = the Frank–Wolfe duality gap αᵀMα − minᵢ(Mα)ᵢ (0 at
     the optimum); ``pareto_stationary`` when ‖u*‖ < ``stationary_tol``·maxᵢ‖gᵢ‖ (u* = 0 within
-    tolerance: no common descent direction); ``degenerate`` names an input handled before the
+    tolerance: no common descent direction) or when the computed u has minᵢ⟨gᵢ,u⟩ < 0 (at the
+    optimum it is ‖u*‖² ≥ 0: u is then below float64's resolution and would raise a loss);
+    ``degenerate`` names an input handled before the
     solver (``"single_task"``, ``"all_zero"``, ``"zero_gradient"``, ``"identical"``) or is None.
     """
 
@@ -107,6 +109,10 @@ class _Oracle(Protocol):
 
     def full(self) -> Array: ...  # the whole Gram matrix
 
+    def affine_minimizer(self, index: list[int]) -> Array: ...  # affine-hull minimiser weights
+
+    def resolution(self, xx: float) -> float: ...  # rounding of the inner products at ‖x‖² = xx
+
 
 class _GramOracle:
     def __init__(self, gram: Array) -> None:
@@ -126,6 +132,15 @@ class _GramOracle:
 
     def full(self) -> Array:
         return self.m
+
+    def affine_minimizer(self, index: list[int]) -> Array:
+        return _affine_minimizer(self.sub(index))
+
+    def resolution(self, xx: float) -> float:
+        """The Gram form's absolute floor in the scaled problem (max diagonal 1): its entries
+        carry O(ε) each, so ‖x‖² below O(nε) is not resolved (``pareto_stationary`` reports it);
+        4ε keeps Wolfe's progress test as tight as the arithmetic allows."""
+        return 4.0 * _EPS
 
 
 class _VectorOracle:
@@ -150,6 +165,14 @@ class _VectorOracle:
 
     def full(self) -> Array:
         return self.g @ self.g.T
+
+    def affine_minimizer(self, index: list[int]) -> Array:
+        return _affine_minimizer(self.sub(index))
+
+    def resolution(self, xx: float) -> float:
+        """Rounding of sᵢ = ⟨gᵢ, x⟩ (‖gᵢ‖ ≤ 1 after scaling): O(ε‖x‖) each, relative to the
+        solution rather than to the largest gradient."""
+        return 16.0 * _EPS * math.sqrt(max(xx, 0.0) * int(self.g.shape[1]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,16 +240,20 @@ def _solve_wolfe(o: _Oracle, max_iter: int, tol: float) -> tuple[Array, int, boo
         iterations += 1
         xx = float(lam @ s[support])
         j = int(np.argmin(s))
-        # Stop at the optimum (FW gap ≤ tol), or when rounding stalls progress: the vertex is
-        # already in the corral, or ‖x‖² no longer decreases (near-duplicate gradients make the
-        # corral's affine system ill-conditioned; the gap is then at the Gram's noise level).
-        if xx - float(s[j]) <= tol or j in support or xx >= previous - 4 * _EPS:
+        # Stop at the optimum: FW gap ≤ tol relative to ‖x‖² (scale-invariant: near a Pareto-
+        # stationary point ‖x‖² ≪ max‖gᵢ‖², issue 20) plus the inner products' rounding; or when
+        # rounding stalls progress: the vertex is already in the corral, or ‖x‖² no longer
+        # decreases (near-duplicate gradients make the corral's affine system ill-conditioned).
+        resolution = o.resolution(xx)
+        if xx - float(s[j]) <= tol * xx + resolution:
             return _embed(n, support, lam), iterations, True
+        if j in support or xx >= previous * (1.0 - 64 * _EPS) - resolution:
+            return _embed(n, support, lam), iterations, xx - float(s[j]) <= 1e3 * resolution
         previous = xx
         support.append(j)
         lam = np.append(lam, 0.0)
         while True:  # minor cycle
-            w = _affine_minimizer(o.sub(support))
+            w = o.affine_minimizer(support)
             if float(w.min()) > _WEIGHT_FLOOR:
                 lam = w
                 break
@@ -538,7 +565,12 @@ def min_norm_weights(
     (defaults: fw 250, sener 250, softmax_gd 2000, fw_fixed/averaging 2·10⁴, wolfe 1000), ``tol``
     (fw/sener: stop when Σ|Δα| < tol, default 10⁻⁵; wolfe: the FW-gap stop, default 10⁻¹²) and
     ``gap_tol`` (FW-gap stop of the iterative solvers, default 10⁻¹⁰) are relative to
-    maxᵢ‖gᵢ‖² — M is rescaled to unit max diagonal first, which leaves α unchanged.
+    maxᵢ‖gᵢ‖² — M is rescaled to unit max diagonal first, which leaves α unchanged — except
+    Wolfe's, which is relative to the solution: gap ≤ tol·‖u‖² plus the inner products' rounding
+    (O(ε‖u‖) with ``grads=``, O(ε) in Gram form), so near a Pareto-stationary point with
+    ill-scaled gradients it does not stop at a wrong direction (issue 20; cos(u, u*) ≥ 1 − 1e-9
+    against a 50-digit reference wherever float64 resolves u*, tests/mtl/
+    test_min_norm_certified.py).
 
     Degenerate inputs (handled before any solver, ``info.degenerate``): one task → [1]; all
     gradients zero → uniform α; a task with ‖gᵢ‖ ≤ ``stationary_tol``·maxⱼ‖gⱼ‖ → that task alone
@@ -596,7 +628,9 @@ def min_norm_weights(
             norm_sq=norm_sq,
             min_inner=min_inner,
             gap=max(norm_sq - min_inner, 0.0),
-            pareto_stationary=bool(norm_sq <= limit),
+            # at the optimum minᵢ⟨gᵢ,u*⟩ = ‖u*‖² ≥ 0: a negative value means u is below float64's
+            # resolution and would raise a task's loss: report stationarity (issue 20)
+            pareto_stationary=bool(norm_sq <= limit or min_inner < 0.0),
             degenerate=degenerate,
         )
         return torch.from_numpy(alpha).to(device), info
