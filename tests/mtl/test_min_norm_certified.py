@@ -99,3 +99,33 @@ def test_near_stationary_ill_scaled_directions_are_exact_or_reported(seed: int, 
             assert info.pareto_stationary, info  # never an unreported ascent direction
     # the generator mixes resolvable and unresolvable instances (the Gram form resolves fewer)
     assert resolved >= (10 if form == "grads" else 2)
+
+
+@pytest.mark.parametrize("form", ["grads", "gram"])
+def test_the_certificate_is_the_kkt_conditions_of_the_returned_weights(form: str) -> None:
+    """``info.relative_gap``, ``active`` and ``kkt_residual`` recomputed independently from α
+    and G; at the optimum (the default solver, random well-separated instances) they certify it
+    (gap and residual ≤ 1e-9), and a solver stopped early (Frank–Wolfe, 3 iterations) is not
+    certified."""
+    rng = np.random.default_rng(7)
+    uncertified = 0
+    for _ in range(30):
+        tasks, dim = int(rng.integers(3, 12)), int(rng.integers(5, 40))
+        grads = rng.standard_normal((tasks, dim)) * 10.0 ** rng.uniform(-2, 2, size=(tasks, 1))
+        tensor = torch.from_numpy(grads)
+        kwargs = {"grads": tensor} if form == "grads" else {"gram": tensor @ tensor.T}
+        alpha, info = min_norm_weights(**kwargs)  # type: ignore[arg-type]
+        weights = alpha.numpy()
+        u = weights @ grads
+        inner = grads @ u
+        norm_sq = float(u @ u)
+        active = tuple(int(i) for i in np.nonzero(weights > 0)[0])
+        assert info.active == active
+        assert info.relative_gap == pytest.approx((norm_sq - inner.min()) / norm_sq, abs=1e-9)
+        residual = float(np.abs(inner[list(active)] - norm_sq).max()) / norm_sq
+        assert info.kkt_residual == pytest.approx(residual, abs=1e-9)
+        assert info.relative_gap <= 1e-9
+        assert info.kkt_residual <= 1e-9
+        _, early = min_norm_weights(**kwargs, method="fw", max_iter=3, tol=0.0, gap_tol=0.0)  # type: ignore[arg-type]
+        uncertified += early.relative_gap > 1e-9 or early.kkt_residual > 1e-9
+    assert uncertified >= 20  # three Frank–Wolfe steps rarely reach the optimum: it shows

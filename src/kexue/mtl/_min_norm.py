@@ -93,6 +93,12 @@ class MinNormInfo:
     gap: float
     pareto_stationary: bool
     degenerate: str | None = None
+    #: the certificate (issue 20): the FW duality gap relative to ‖u‖² (inf when u = 0 and the
+    #: gap is not), the support of α, and the KKT residual on it, maxᵢ∈S |⟨gᵢ,u⟩ − ‖u‖²| / ‖u‖²
+    #: (0 at the optimum: every active gradient has the same inner product ‖u*‖² with u*)
+    relative_gap: float = 0.0
+    active: tuple[int, ...] = ()
+    kkt_residual: float = 0.0
 
 
 class _Oracle(Protocol):
@@ -540,6 +546,12 @@ def _check_gram(gram: Array) -> Array:
     return symmetric
 
 
+def _relative(value: float, norm_sq: float) -> float:
+    if norm_sq > 0.0:
+        return value / norm_sq
+    return 0.0 if value == 0.0 else math.inf
+
+
 def min_norm_weights(
     gram: torch.Tensor | npt.NDArray[np.floating] | None = None,
     method: MinNormMethod = "auto",
@@ -621,17 +633,23 @@ def min_norm_weights(
             norm_sq = max(float(alpha @ s), 0.0)
             limit = max(stationary_sq, 16 * n * _EPS) * scale
         min_inner = float(s.min())
+        gap = max(norm_sq - min_inner, 0.0)
+        active = tuple(int(i) for i in np.nonzero(alpha > 0)[0])
+        spread = float(np.abs(s[list(active)] - norm_sq).max()) if active else 0.0
         info = MinNormInfo(
             method=used,
             iterations=iterations,
             converged=converged,
             norm_sq=norm_sq,
             min_inner=min_inner,
-            gap=max(norm_sq - min_inner, 0.0),
+            gap=gap,
             # at the optimum minᵢ⟨gᵢ,u*⟩ = ‖u*‖² ≥ 0: a negative value means u is below float64's
             # resolution and would raise a task's loss: report stationarity (issue 20)
             pareto_stationary=bool(norm_sq <= limit or min_inner < 0.0),
             degenerate=degenerate,
+            relative_gap=_relative(gap, norm_sq),
+            active=active,
+            kkt_residual=_relative(spread, norm_sq),
         )
         return torch.from_numpy(alpha).to(device), info
 
