@@ -259,9 +259,7 @@ def _block_terms(
     if p > 0:
         own = torch.where(torch.isfinite(log_cdf), log_cdf, torch.zeros_like(log_cdf))
         terms = torch.cat((terms[:, :, :p] - own, terms[:, :, p:]), dim=2)
-    peak = terms.detach().amax(1)  # [B, n]; the sums below are invariant to it
-    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
-    scaled = torch.exp(terms - peak[:, None, :])
+    scaled, peak = _shifted_exp(terms, 1)  # peak [B, n]
     log_p = _safe_log(scaled.sum(1)) + peak
     coarse = _safe_log(2.0 * scaled[:, parity::2, :].sum(1)) + peak
     if want_mean:
@@ -271,6 +269,16 @@ def _block_terms(
         mean_t = torch.zeros_like(log_p)
     second = terms[:, 1, :] if terms.shape[1] > 1 else terms[:, 0, :]
     return torch.stack((log_p, coarse, mean_t, terms[:, 0, :], second, terms[:, -1, :]))
+
+
+def _shifted_exp(terms: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(exp(terms − peak), peak) with the peak along ``dim`` detached (sums of the shifted
+    exponentials are invariant to it) and 0 where a slice is all −inf: then
+    ``_safe_log(shifted.sum(dim)) + peak`` is a log-sum-exp whose gradient is zero, not NaN
+    (as torch.logsumexp gives), for a class that cannot win."""
+    peak = terms.detach().amax(dim, keepdim=True)
+    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    return torch.exp(terms - peak), peak.squeeze(dim)
 
 
 def _safe_log(x: torch.Tensor) -> torch.Tensor:
@@ -529,37 +537,24 @@ def _bounded_batched(
     previous = None
     agreement = math.inf
     for k in (16, 32, 64, 128):
-        x, w = np.polynomial.legendre.leggauss(k)
-        u = torch.tensor(0.5 * (x + 1.0), dtype=torch.float64, device=ordered.device)
-        weights = torch.tensor(np.log(0.5 * w * (x + 1.0)), dtype=torch.float64,
-                               device=ordered.device)  # log(2u · w/2)  # fmt: skip
-        t = (left[:, :, None] + width[:, :, None] * u**2).reshape(batch, -1)  # [B, A·K]
-        log_w = (_safe_log(width)[:, :, None] + weights).reshape(batch, -1)
-        big_l = _log_cdf(noise, t[:, :, None] - candidates[:, None, :]).sum(-1)  # [B, T]
-        terms = log_reverse_hazard(noise, t[:, None, :] - own[:, :, None])
-        terms = terms + (big_l + log_w)[:, None, :]  # [B, A, T]
-        peak = terms.detach().amax(-1)
-        peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
-        # not torch.logsumexp: a class that cannot win (all terms −inf) must get a zero gradient
-        log_p = _safe_log(torch.exp(terms - peak[:, :, None]).sum(-1)) + peak
+        fine = _bounded_pieces(left, width, candidates, own, noise, k)
         if previous is not None:
-            agreement = _bounded_agreement(previous[0], log_p)
+            agreement = _bounded_agreement(previous[0], fine[0])
             if agreement <= _AGREEMENT:
-                previous = (log_p, terms, t)
+                previous = fine
                 break
-        previous = (log_p, terms, t)
+        previous = fine
     assert previous is not None
     if agreement > _AGREEMENT:
         raise RuntimeError(
             f"exact Perturb-Max quadrature did not converge for noise {noise.name!r} "
             f"(agreement {agreement:.2e}); please report this input"
         )
-    log_p, terms, t = previous
-    safe = torch.where(torch.isfinite(log_p), log_p, torch.zeros_like(log_p))
-    mean_t = (torch.exp(terms - safe[:, :, None]) * t[:, None, :]).sum(-1)
+    log_p, mean_t = previous
+    nodes = int(left.shape[1]) * k
     rest = torch.full((batch, n - alive), -math.inf, dtype=torch.float64, device=ordered.device)
     result = _Sweep(torch.cat((log_p, rest), 1), log_p, torch.cat((mean_t, rest), 1), rest, rest,
-                    True, int(t.shape[1]))  # fmt: skip
+                    True, nodes)  # fmt: skip
     return _finish(result, order, finite, agreement, True)
 
 
@@ -606,7 +601,11 @@ def _bounded_row(
     result = None
     agreement = math.inf
     for nodes_per_piece in (16, 32, 64, 128):
-        fine = _bounded_pieces(alive_values, pieces, noise, nodes_per_piece)
+        log_p_row, mean_row = _bounded_pieces(
+            pieces[None, :, 0], (pieces[:, 1] - pieces[:, 0])[None], alive_values[None],
+            alive_values[None], noise, nodes_per_piece,
+        )  # fmt: skip
+        fine = (log_p_row[0], mean_row[0])
         if result is not None:
             agreement = _bounded_agreement(result[0], fine[0])
             if agreement <= _AGREEMENT:
@@ -635,25 +634,32 @@ def _bounded_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _bounded_pieces(
-    alive: torch.Tensor, pieces: torch.Tensor, noise: Noise, k: int
+    left: torch.Tensor,
+    width: torch.Tensor,
+    candidates: torch.Tensor,
+    own: torch.Tensor,
+    noise: Noise,
+    k: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Composite Gauss–Legendre on ``pieces`` [P, 2] (nodes u² clustered to each piece's left
-    end, t = left + width · u²), differentiable in the piece ends. Only the classes that can
-    win (``alive``: μ_j + b > max μ + a) enter L: every other factor is 1 on the whole domain
-    t > max μ + a."""
+    """Composite Gauss–Legendre with ``k`` nodes on each piece [left, left + width] (``[B, P]``;
+    nodes u² clustered to the left end, t = left + width·u², empty pieces weigh nothing),
+    differentiable in the piece ends. L runs over ``candidates`` [B, A] (the classes that can
+    win: every other factor is 1 on the whole domain t > max μ + a); returns log p and E[t | i]
+    of the classes ``own`` [B, A']."""
+    batch = left.shape[0]
     x, w = np.polynomial.legendre.leggauss(k)
-    device = alive.device
-    u = torch.tensor(0.5 * (x + 1.0), dtype=torch.float64, device=device)
-    weights = torch.tensor(0.5 * w, dtype=torch.float64, device=device)
-    left = pieces[:, :1]
-    width = pieces[:, 1:] - pieces[:, :1]
-    t_tensor = (left + width * u**2).reshape(-1)
-    log_w_tensor = (torch.log(width) + torch.log(2.0 * u * weights)).reshape(-1)
-    big_l = _log_cdf(noise, t_tensor[:, None] - alive[None, :]).sum(-1)  # [T]
-    terms = log_reverse_hazard(noise, t_tensor[None, :] - alive[:, None]) + big_l + log_w_tensor
-    log_p = torch.logsumexp(terms, dim=-1)
-    safe = torch.where(torch.isfinite(log_p), log_p, torch.zeros_like(log_p))
-    mean_t = (torch.exp(terms - safe[:, None]) * t_tensor).sum(-1)
+    u = torch.tensor(0.5 * (x + 1.0), dtype=torch.float64, device=left.device)
+    weights = torch.tensor(np.log(0.5 * w * (x + 1.0)), dtype=torch.float64,
+                           device=left.device)  # log(2u · w/2)  # fmt: skip
+    t = (left[:, :, None] + width[:, :, None] * u**2).reshape(batch, -1)  # [B, P·K]
+    log_w = (_safe_log(width)[:, :, None] + weights).reshape(batch, -1)
+    big_l = _log_cdf(noise, t[:, :, None] - candidates[:, None, :]).sum(-1)  # [B, T]
+    terms = log_reverse_hazard(noise, t[:, None, :] - own[:, :, None])
+    terms = terms + (big_l + log_w)[:, None, :]  # [B, A', T]
+    scaled, peak = _shifted_exp(terms, 2)
+    total = scaled.sum(-1)
+    log_p = _safe_log(total) + peak
+    mean_t = (scaled * t[:, None, :]).sum(-1) / torch.where(total > 0, total, 1.0)
     return log_p, mean_t
 
 
