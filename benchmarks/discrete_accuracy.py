@@ -56,7 +56,7 @@ from kexue.experiments.perturb_max import (
     make_accuracy_logits,
     previous_default,
 )
-from kexue.utils import atomic_write_json
+from kexue.utils import atomic_write_json, read_json
 
 NAME = "discrete_accuracy"
 CLASSES = (10, 1_000, 32_000, 128_000)
@@ -129,7 +129,7 @@ def _resumable_accuracy(classes: Sequence[int], settings: Settings) -> list[dict
     for name in PROBABILITY_SOURCES:  # the code the accuracy depends on (not the sampler)
         digest.update((source / name).read_bytes())
     partial = Path(settings.out) / f".{NAME}.{digest.hexdigest()[:16]}.partial.json"
-    done: dict[str, Any] = json.loads(partial.read_text()) if partial.exists() else {}
+    done: dict[str, Any] = read_json(partial) if partial.exists() else {}
     table = []
     for n in classes:
         for noise in NOISES:
