@@ -115,8 +115,6 @@ class _Oracle(Protocol):
 
     def full(self) -> Array: ...  # the whole Gram matrix
 
-    def affine_minimizer(self, index: list[int]) -> Array: ...  # affine-hull minimiser weights
-
     def resolution(self, xx: float) -> float: ...  # rounding of the inner products at ‖x‖² = xx
 
 
@@ -138,9 +136,6 @@ class _GramOracle:
 
     def full(self) -> Array:
         return self.m
-
-    def affine_minimizer(self, index: list[int]) -> Array:
-        return _affine_minimizer(self.sub(index))
 
     def resolution(self, xx: float) -> float:
         """The Gram form's absolute floor in the scaled problem (max diagonal 1): its entries
@@ -171,9 +166,6 @@ class _VectorOracle:
 
     def full(self) -> Array:
         return self.g @ self.g.T
-
-    def affine_minimizer(self, index: list[int]) -> Array:
-        return _affine_minimizer(self.sub(index))
 
     def resolution(self, xx: float) -> float:
         """Rounding of sᵢ = ⟨gᵢ, x⟩ (‖gᵢ‖ ≤ 1 after scaling): O(ε‖x‖) each, relative to the
@@ -259,7 +251,7 @@ def _solve_wolfe(o: _Oracle, max_iter: int, tol: float) -> tuple[Array, int, boo
         support.append(j)
         lam = np.append(lam, 0.0)
         while True:  # minor cycle
-            w = o.affine_minimizer(support)
+            w = _affine_minimizer(o.sub(support))
             if float(w.min()) > _WEIGHT_FLOOR:
                 lam = w
                 break
