@@ -164,3 +164,17 @@ def test_fy_checks_compare_against_softmax_and_the_nll() -> None:
     checks = pm._fy_checks(runs, "toy")
     assert [check.passed for check in checks] == [True, False, True, True]
     assert checks[1].measured.startswith("-0.0296")  # FY − softmax ECE: FY better calibrated
+
+
+def test_the_accuracy_helpers_refuse_bad_input() -> None:
+    with pytest.raises(ValueError, match="noise must be one of"):
+        pm.log_space_reference(np.zeros(3), "cauchy", 0)
+    with pytest.raises(ValueError, match="mu must be"):
+        pm.log_space_reference(np.array([0.0, np.nan]), "normal", 0)
+    with pytest.raises(ValueError, match="mu must be"):
+        pm.log_space_reference(np.zeros(3), "normal", 3)
+    for n in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="n must be"):
+            pm.make_accuracy_logits(n)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown noise 'cauchy'"):  # from the library call
+        pm.exact_accuracy(10, "cauchy")

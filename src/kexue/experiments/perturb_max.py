@@ -221,6 +221,8 @@ FAR_BELOW = (40.0, 150.0, 400.0, 1000.0)
 def make_accuracy_logits(n: int, far: bool = True) -> np.ndarray:
     """3·N(0, 1) logits (NumPy seed 0); with ``far`` the last four are 40, 150, 400 and 1000
     below the top (issue 19's distant classes)."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 10_000_000:
+        raise ValueError(f"n must be an int in [1, 10^7], got {n!r}")
     generator = np.random.default_rng(0)
     logits = generator.normal(size=n) * 3
     if far and n >= 10:
@@ -237,10 +239,16 @@ def log_space_reference(mu: np.ndarray, noise: str, i: int) -> float:
     1 − F(t − μ_j) < 1e-30 are left out of the sum at t (an error below n · 1e-30)."""
     from scipy import integrate, stats
 
-    law = {
+    laws = {
         "normal": stats.norm(), "logistic": stats.logistic(), "gumbel": stats.gumbel_r(),
         "uniform": stats.uniform(loc=-0.5, scale=1.0), "exponential": stats.expon(),
-    }[noise]  # fmt: skip
+    }  # fmt: skip
+    if noise not in laws:
+        raise ValueError(f"noise must be one of {sorted(laws)}, got {noise!r}")
+    mu = np.asarray(mu, dtype=np.float64)
+    if mu.ndim != 1 or not 0 <= i < len(mu) or np.isnan(mu).any() or np.isposinf(mu).any():
+        raise ValueError("mu must be a 1-d array without NaN/+inf and i an index into it")
+    law = laws[noise]
     others = np.delete(mu, i)
     low, high = law.support()
     start = max(mu.max() + low, mu[i] - 80.0) if math.isfinite(low) else mu[i] - 80.0
