@@ -501,6 +501,9 @@ def _project_off_support(
     if support.numel() == 0:
         return u_sum
     rows = flat[support]
+    # rows scaled to unit norm (the span is unchanged): gradients whose norms differ by 10¹²
+    # would otherwise lose the small ones' directions to the large ones' rounding (issue 20)
+    rows = rows / rows.norm(dim=1, keepdim=True).clamp_min(torch.finfo(rows.dtype).tiny)
     try:
         _, sigma, vh = torch.linalg.svd(rows, full_matrices=False)
     except RuntimeError:

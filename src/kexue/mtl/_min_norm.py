@@ -68,7 +68,8 @@ _DEFAULT_MAX_ITER = {
 }
 _DEFAULT_TOL = {"fw": 1e-5, "sener": 1e-5, "wolfe": 1e-12}
 _DEFAULT_GAP_TOL = 1e-10
-_WEIGHT_FLOOR = 1e-12  # Wolfe: corral weights below this are dropped
+#: Wolfe: corral vertices whose share wᵢ‖gᵢ‖ of the point (relative) is below this are dropped
+_WEIGHT_FLOOR = 1e-12
 _QP_ENUMERATION_MAX = 12
 
 
@@ -79,8 +80,11 @@ class MinNormInfo:
     ``norm_sq`` = ‖u*‖² = αᵀMα; ``min_inner`` = minᵢ⟨gᵢ, u*⟩ = minᵢ (Mα)ᵢ (≥ ½‖u*‖² at the optimum,
     ‖u*‖² exactly by KKT, C7.2); ``gap`` = the Frank–Wolfe duality gap αᵀMα − minᵢ(Mα)ᵢ (0 at
     the optimum); ``pareto_stationary`` when ‖u*‖ < ``stationary_tol``·maxᵢ‖gᵢ‖ (u* = 0 within
-    tolerance: no common descent direction) or when the computed u has minᵢ⟨gᵢ,u⟩ < 0 (at the
-    optimum it is ‖u*‖² ≥ 0: u is then below float64's resolution and would raise a loss);
+    tolerance: no common descent direction), when u is below float64's resolution (with vectors
+    ‖u‖ ≤ 64√n·ε·Σⱼαⱼ‖gⱼ‖, the rounding of Gᵀα; in Gram form ‖u‖² ≤ 16nε·maxᵢ‖gᵢ‖², that of
+    αᵀMα), or when some ⟨gᵢ,u⟩ is negative beyond its rounding, 8ε‖gᵢ‖(nΣⱼαⱼ‖gⱼ‖ + √d‖u‖)
+    with vectors, 8nε‖gᵢ‖Σⱼαⱼ‖gⱼ‖ in Gram form (at the optimum ⟨gᵢ,u*⟩ ≥ ‖u*‖² ≥ 0: the
+    direction would raise a loss, issue 20);
     ``degenerate`` names an input handled before the
     solver (``"single_task"``, ``"all_zero"``, ``"zero_gradient"``, ``"identical"``) or is None.
     """
@@ -196,28 +200,55 @@ def _solve_closed2(o: _Oracle) -> tuple[Array, int, bool]:
     return np.array([gamma, 1.0 - gamma]), 1, True
 
 
-def _affine_minimizer(m_sub: Array) -> Array:
+def _affine_minimizer(m_sub: Array, norms: Array | None = None) -> Array:
     """argmin ‖Σ wᵢ pᵢ‖ over Σwᵢ = 1 (the affine hull): the bordered KKT system
     ``[[M, 1], [1ᵀ, 0]] [w; −ν] = [0; 1]``, non-singular iff the points are affinely independent
-    (least squares otherwise)."""
+    (least squares otherwise). Solved equilibrated (issue 20): with D = diag(‖pᵢ‖) (``norms``,
+    from M's diagonal by default), M = DCD and w = D⁻¹z, the system becomes
+    ``[[C, r], [rᵀ, 0]]`` with C the unit-diagonal cosine matrix and r = D⁻¹1 / max(D⁻¹1), so
+    gradients whose norms differ by 10¹² (where the raw system's condition number is 10²⁴) give
+    each weight to relative accuracy, not to ε·max wᵢ."""
     k = m_sub.shape[0]
     if k == 1:
         return np.ones(1)
-    system = np.empty((k + 1, k + 1))
-    system[:k, :k] = m_sub
-    system[k, :k] = 1.0
-    system[:k, k] = 1.0
-    system[k, k] = 0.0
+    if norms is None:
+        norms = np.sqrt(np.maximum(np.diag(m_sub), 0.0))
+    system = np.zeros((k + 1, k + 1))
+    low, high = float(norms.min()), float(norms.max())
+    if low > 1e-3 * high or low == 0.0:  # norms within 10³ (or a zero vertex): unscaled
+        inverse = None
+        system[:k, :k] = m_sub
+        system[k, :k] = 1.0
+        system[:k, k] = 1.0
+    else:
+        inverse = 1.0 / norms
+        border = inverse * (1.0 / inverse.max())
+        system[:k, :k] = m_sub * inverse[:, None] * inverse[None, :]
+        system[k, :k] = border
+        system[:k, k] = border
     rhs = np.zeros(k + 1)
     rhs[k] = 1.0
     try:
         solution = np.linalg.solve(system, rhs)
     except np.linalg.LinAlgError:
         solution = np.linalg.lstsq(system, rhs, rcond=None)[0]
-    if not np.all(np.isfinite(solution)):
+    if not np.isfinite(solution).all():
         solution = np.linalg.lstsq(system, rhs, rcond=None)[0]
-    w: Array = solution[:k]
-    return w
+    if inverse is None:
+        plain: Array = solution[:k]
+        return plain
+    w: Array = solution[:k] * inverse
+    total = float(w.sum())
+    return w / total if total != 0.0 and math.isfinite(total) else w
+
+
+def _kept(weights: Array, norms: Array) -> npt.NDArray[np.bool_]:
+    """Vertices whose share wᵢ‖pᵢ‖ of the point Σwᵢpᵢ exceeds ``_WEIGHT_FLOOR`` of the largest
+    share: the scale on which a weight is negligible (an absolute floor on wᵢ drops the small
+    gradients that carry the minimum-norm point when norms spread over many decades)."""
+    share = weights * norms
+    kept: npt.NDArray[np.bool_] = share > _WEIGHT_FLOOR * float(share.max())
+    return kept
 
 
 def _solve_wolfe(o: _Oracle, max_iter: int, tol: float) -> tuple[Array, int, bool]:
@@ -233,37 +264,43 @@ def _solve_wolfe(o: _Oracle, max_iter: int, tol: float) -> tuple[Array, int, boo
     lam = np.ones(1)
     s = np.array(o.column(start), dtype=np.float64)  # s = Mα = (⟨gᵢ, x⟩)ᵢ
     iterations = 0
-    previous = math.inf
+    visited: set[tuple[int, ...]] = set()
     while iterations < max_iter:
         iterations += 1
         xx = float(lam @ s[support])
         j = int(np.argmin(s))
         # Stop at the optimum: FW gap ≤ tol relative to ‖x‖² (scale-invariant: near a Pareto-
         # stationary point ‖x‖² ≪ max‖gᵢ‖², issue 20) plus the inner products' rounding; or when
-        # rounding stalls progress: the vertex is already in the corral, or ‖x‖² no longer
-        # decreases (near-duplicate gradients make the corral's affine system ill-conditioned).
+        # rounding stalls progress: the vertex is already in the corral, or the corral repeats
+        # one seen before (in exact arithmetic ‖x‖² falls strictly, so corrals never repeat;
+        # near-duplicate gradients make the affine system ill-conditioned and can cycle). Not
+        # on a small decrease of ‖x‖²: a gradient 10⁶ times smaller than the corral's can change
+        # ‖x‖² by 10⁻¹⁵ relative and still turn the direction by degrees (issue 20).
         resolution = o.resolution(xx)
         if xx - float(s[j]) <= tol * xx + resolution:
             return _embed(n, support, lam), iterations, True
-        if j in support or xx >= previous * (1.0 - 64 * _EPS) - resolution:
+        corral = tuple(sorted(support))
+        if j in support or corral in visited:
             return _embed(n, support, lam), iterations, xx - float(s[j]) <= 1e3 * resolution
-        previous = xx
+        visited.add(corral)
         support.append(j)
         lam = np.append(lam, 0.0)
         while True:  # minor cycle
-            w = _affine_minimizer(o.sub(support))
-            if float(w.min()) > _WEIGHT_FLOOR:
+            norms = np.sqrt(o.diag[support])
+            w = _affine_minimizer(o.sub(support), norms)
+            inside = _kept(w, norms)
+            if inside.all():
                 lam = w
                 break
             iterations += 1
             if iterations >= max_iter:
                 break
-            outside = w <= _WEIGHT_FLOOR
+            outside = ~inside
             step = lam[outside] - w[outside]
             ratios = np.where(step > 0, lam[outside] / np.where(step > 0, step, 1.0), np.inf)
             theta = min(1.0, float(np.min(ratios)))
             lam = (1.0 - theta) * lam + theta * w
-            keep = lam > _WEIGHT_FLOOR
+            keep = _kept(lam, norms)
             if bool(np.all(keep)):
                 keep[int(np.argmin(lam))] = False
             support = [index for index, kept in zip(support, keep, strict=True) if kept]
@@ -615,16 +652,25 @@ def min_norm_weights(
         alpha = np.clip(alpha, 0.0, None)
         total = float(alpha.sum())
         alpha = alpha / total if total > 0 else np.full(n, 1.0 / n)
+        norms = np.sqrt(np.maximum(diag, 0.0))
+        carried = float(alpha @ norms)  # Σⱼαⱼ‖gⱼ‖: the scale of u's rounding
         if explicit is not None:
             u = alpha @ explicit
             s = explicit @ u
             norm_sq = float(u @ u)
-            limit = stationary_sq * scale
+            # u = Gᵀα carries ε·Σⱼαⱼ‖gⱼ‖ per term: below 64√n times that, u is not resolved
+            limit = max(stationary_sq * scale, (64 * math.sqrt(n) * _EPS * carried) ** 2)
+            # rounding of sᵢ = ⟨gᵢ, Gᵀα⟩: ‖gᵢ‖·ε·(n Σⱼαⱼ‖gⱼ‖ + √d ‖u‖), with a factor 8
+            rounding = 8 * _EPS * (n * carried + math.sqrt(explicit.shape[1] * norm_sq))
         else:
             s = m @ alpha
             norm_sq = max(float(alpha @ s), 0.0)
             limit = max(stationary_sq, 16 * n * _EPS) * scale
+            rounding = 8 * n * _EPS * carried
         min_inner = float(s.min())
+        # a task whose loss u raises to first order beyond the rounding of ⟨gᵢ, u⟩, ‖gᵢ‖ times
+        # ``rounding`` (a solver stopped early; at the optimum every ⟨gᵢ, u*⟩ ≥ ‖u*‖² ≥ 0)
+        ascent = min_inner < 0.0 and bool(np.any(s < -rounding * norms))
         gap = max(norm_sq - min_inner, 0.0)
         active = tuple(int(i) for i in np.nonzero(alpha > 0)[0])
         spread = float(np.abs(s[list(active)] - norm_sq).max()) if active else 0.0
@@ -637,7 +683,7 @@ def min_norm_weights(
             gap=gap,
             # at the optimum minᵢ⟨gᵢ,u*⟩ = ‖u*‖² ≥ 0: a negative value means u is below float64's
             # resolution and would raise a task's loss: report stationarity (issue 20)
-            pareto_stationary=bool(norm_sq <= limit or min_inner < 0.0),
+            pareto_stationary=bool(norm_sq <= limit or ascent),
             degenerate=degenerate,
             relative_gap=_relative(gap, norm_sq),
             active=active,
