@@ -7,7 +7,8 @@
    are amortised exactly: plain; input-gradient penalty ``λ·mean‖∇ₓℓ_b‖²`` eager (every step),
    lazy every 4 and every 16 (StyleGAN2 convention: ×k on the steps where it applies); exact
    parameter-gradient penalty ``λ/2·‖∇θL‖²`` (double backward); its finite-difference gradient
-   (two gradient evaluations, no second-order graph).
+   (two gradient evaluations, no second-order graph; kinks frozen, the default, and not frozen:
+   the cost of recording and replaying the ReLU patterns, issue 21 item 6).
 2. Inequality probe: :func:`kexue.penalties.gradient_norm_inequality` (batched, vmap) on 256
    samples of an MLP 64-128-128-10 (tanh, float64) against a naive per-sample Python loop with
    autograd (``torch.autograd.functional.jacobian`` per layer, ``autograd.grad`` per sample). Both
@@ -66,6 +67,7 @@ TRAINING_METHODS = (
     "input-grad lazy k=16",
     "param-grad exact",
     "param-grad finite-difference",
+    "param-grad finite-difference, kinks not frozen",
 )
 
 
@@ -101,8 +103,10 @@ def training_steps(quick: bool, device: str) -> dict[str, Step]:
 
         def one(step: int) -> None:
             optimizer.zero_grad(set_to_none=True)
-            if name == "param-grad finite-difference":
-                add_parameter_gradient_penalty_(loss_fn, params, WEIGHT)
+            if name.startswith("param-grad finite-difference"):
+                add_parameter_gradient_penalty_(
+                    loss_fn, params, WEIGHT, freeze_kinks=not name.endswith("not frozen")
+                )
             else:
                 loss = loss_fn()
                 if name.startswith("input-grad"):
@@ -217,7 +221,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"Penalty weight λ = {WEIGHT}; input-gradient penalty on the per-example cross-entropy "
         "(flattened per-sample ℓ2 norm); lazy rows apply k·λ·penalty on every k-th step, so the "
         f"time per call is the amortised cost of {STEPS_PER_CALL} steps. Finite difference: "
-        "radius 1e-2 (kexue default).",
+        "radius 1e-3 (kexue default), the second evaluation on the first one's ReLU pattern "
+        "(freeze_kinks=True, default) or not.",
         "",
         f"Probe agreement (float64, {agreement['samples']} samples, spectral norms, f = sum of "
         f"outputs): max relative error lhs {errors['lhs']:.2e}, rhs {errors['rhs']:.2e} "

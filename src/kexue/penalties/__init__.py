@@ -28,6 +28,7 @@ from ._inequality import (
 from ._penalties import (
     FiniteDifferencePenalty,
     InputGradientPenalty,
+    KinkPatternError,
     LazyPenalty,
     ScaleLike,
     add_parameter_gradient_penalty_,
@@ -44,6 +45,7 @@ __all__ = [
     "GradientNormInequality",
     "InequalityNorm",
     "InputGradientPenalty",
+    "KinkPatternError",
     "LazyInterval",
     "LazyPenalty",
     "ScalarFn",

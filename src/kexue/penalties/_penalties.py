@@ -10,11 +10,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from kexue.lipschitz import LazyInterval, lazy_optimizer_hyperparameters
 
@@ -27,10 +30,12 @@ from ._checks import (
     raise_if_double_backward_unsupported,
 )
 from ._gradients import ScalarFn, input_gradients
+from ._kinks import KinkPatternError, KinkRecorder, KinkReplayer
 
 __all__ = [
     "FiniteDifferencePenalty",
     "InputGradientPenalty",
+    "KinkPatternError",
     "LazyPenalty",
     "ScaleLike",
     "add_parameter_gradient_penalty_",
@@ -125,25 +130,45 @@ class FiniteDifferencePenalty(NamedTuple):
     penalty_gradients: tuple[torch.Tensor, ...]
 
 
-def _gradients(loss_fn: Callable[[], torch.Tensor], params: Sequence[torch.Tensor]) -> tuple[
-    torch.Tensor, tuple[torch.Tensor, ...]
-]:  # fmt: skip
-    with torch.enable_grad():
+def _gradients(
+    loss_fn: Callable[[], torch.Tensor],
+    params: Sequence[torch.Tensor],
+    mode: TorchFunctionMode | None = None,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    with torch.enable_grad(), mode if mode is not None else contextlib.nullcontext():
         loss = loss_fn()
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise ValueError("loss_fn must return a tensor with exactly one element")
-        grads = torch.autograd.grad(loss.reshape(()), list(params), allow_unused=True)
+    grads = torch.autograd.grad(loss.reshape(()), list(params), allow_unused=True)
     full = tuple(
         torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)
     )
     return loss.detach(), full
 
 
+def _rng_states(params: Sequence[torch.Tensor]) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """The CPU generator's state and that of every CUDA device holding a parameter."""
+    cuda = {
+        index: torch.cuda.get_rng_state(index)
+        for index in sorted({p.device.index or 0 for p in params if p.device.type == "cuda"})
+    }
+    return torch.get_rng_state(), cuda
+
+
+def _restore_rng(states: tuple[torch.Tensor, dict[int, torch.Tensor]]) -> None:
+    torch.set_rng_state(states[0])
+    for index, state in states[1].items():
+        torch.cuda.set_rng_state(state, index)
+
+
 def finite_difference_parameter_penalty(
     loss_fn: Callable[[], torch.Tensor],
     params: Iterable[torch.Tensor],
     weight: float = 1.0,
-    radius: float = 1e-2,
+    radius: float = 1e-3,
+    *,
+    freeze_kinks: bool = True,
+    share_rng: bool = True,
 ) -> FiniteDifferencePenalty:
     """Loss, ``g = ∇θL`` and ``λHg ≈ λ[∇θL(θ+ρg) − g]/ρ``, ``ρ = radius/‖g‖`` (spec 03 §4.2).
 
@@ -151,28 +176,61 @@ def finite_difference_parameter_penalty(
     no second-order graph; the probe point lies at distance ``radius`` from θ. The parameters are
     restored bit-exactly (copied back from saved clones, not subtracted) even if ``loss_fn``
     raises. At ``g = 0`` the penalty gradient is 0 and the second evaluation is skipped.
+
+    ``freeze_kinks`` (default): the second evaluation keeps the first one's pattern of every
+    piecewise-linear function (ReLU, LeakyReLU, ReLU6/hard-tanh, max-pooling, ``abs``, ``clamp``,
+    ``maximum``/``minimum``; :mod:`._kinks`), so the difference quotient is that of the linear
+    piece double backward differentiates. Without it a probe that flips units adds an O(1) error
+    at any radius (issue 21: relative error 2.8 on a 64-128-128-10 ReLU MLP at radius 10⁻²; with
+    it 5.5·10⁻³). ``share_rng`` (default): both evaluations draw the same random numbers (the CPU
+    generator and those of the parameters' CUDA devices are reset before the second), so dropout
+    in training mode uses one mask; without it the quotient mixes two masks (84× too large).
+    Default radius 10⁻³ (spec 03 §4.2 suggests 10⁻²; the forward difference's error is O(radius)
+    and on a small CNN with max-pooling measured 2.9·10⁻² at 10⁻², 2.9·10⁻³ at 10⁻³, float32
+    and float64 alike; MLPs with ReLU, LeakyReLU, tanh and GELU ≤ 6·10⁻⁴ at 10⁻³). Raises
+    :class:`~kexue.penalties.KinkPatternError` when the second evaluation calls different
+    piecewise-linear functions than the first (a loss that is not deterministic given θ).
     """
     check_weight(weight)
     check_positive(radius, "radius")
+    for name, flag in (("freeze_kinks", freeze_kinks), ("share_rng", share_rng)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
     items = check_params(params)
-    loss, grads = _gradients(loss_fn, items)
+    states = _rng_states(items) if share_rng else None
+    recorder = KinkRecorder() if freeze_kinks else None
+    loss, grads = _gradients(loss_fn, items, recorder)
     square = sum((g.double().pow(2).sum() for g in grads), torch.zeros((), dtype=torch.float64))
     norm = float(torch.sqrt(square))
     if norm == 0.0:
         return FiniteDifferencePenalty(loss, grads, tuple(torch.zeros_like(g) for g in grads))
+    if not math.isfinite(norm):
+        raise ValueError("the gradient of loss_fn is not finite (NaN or inf): check the loss")
     rho = radius / norm
     saved = [p.detach().clone() for p in items]
+    after = _rng_states(items) if states is not None else None
     try:
         with torch.no_grad():
             for p, g in zip(items, grads, strict=True):
                 p.add_(g, alpha=rho)
-        _, shifted = _gradients(loss_fn, items)
+        if states is not None:
+            _restore_rng(states)
+        replayer = KinkReplayer(recorder.patterns) if recorder is not None else None
+        _, shifted = _gradients(loss_fn, items, replayer)
+        if replayer is not None and replayer.position != len(replayer.patterns):
+            raise KinkPatternError(
+                f"the second evaluation of loss_fn called {replayer.position} piecewise-linear "
+                f"functions, the first {len(replayer.patterns)}: loss_fn must compute the same "
+                "graph given the parameters (or pass freeze_kinks=False)"
+            )
     finally:
         with torch.no_grad():
             for p, original in zip(items, saved, strict=True):
                 p.copy_(original)
+        if after is not None:
+            _restore_rng(after)  # the generators continue as after one evaluation
     penalty_grads = tuple(weight * (s - g) / rho for s, g in zip(shifted, grads, strict=True))
     return FiniteDifferencePenalty(loss, grads, penalty_grads)
 
@@ -181,20 +239,28 @@ def parameter_gradient_penalty_gradients(
     loss_fn: Callable[[], torch.Tensor],
     params: Iterable[torch.Tensor],
     weight: float = 1.0,
-    radius: float = 1e-2,
+    radius: float = 1e-3,
+    *,
+    freeze_kinks: bool = True,
+    share_rng: bool = True,
 ) -> tuple[torch.Tensor, ...]:
     """Finite-difference gradient of ``weight/2·‖∇θL‖²``: ``weight·[∇L(θ+ρg) − g]/ρ`` per parameter.
 
     See :func:`finite_difference_parameter_penalty` (which also returns the loss and ``g``).
     """
-    return finite_difference_parameter_penalty(loss_fn, params, weight, radius).penalty_gradients
+    return finite_difference_parameter_penalty(
+        loss_fn, params, weight, radius, freeze_kinks=freeze_kinks, share_rng=share_rng
+    ).penalty_gradients
 
 
 def add_parameter_gradient_penalty_(
     loss_fn: Callable[[], torch.Tensor],
     params: Iterable[torch.Tensor],
     weight: float = 1.0,
-    radius: float = 1e-2,
+    radius: float = 1e-3,
+    *,
+    freeze_kinks: bool = True,
+    share_rng: bool = True,
 ) -> torch.Tensor:
     """One-call training step: accumulate ``g + λHg`` (finite difference) into each ``.grad``.
 
@@ -202,7 +268,9 @@ def add_parameter_gradient_penalty_(
     ``optimizer.step()`` after. Returns the detached loss at θ.
     """
     items = check_params(params)
-    result = finite_difference_parameter_penalty(loss_fn, items, weight, radius)
+    result = finite_difference_parameter_penalty(
+        loss_fn, items, weight, radius, freeze_kinks=freeze_kinks, share_rng=share_rng
+    )
     with torch.no_grad():
         for p, g, h in zip(items, result.gradients, result.penalty_gradients, strict=True):
             update = g + h
