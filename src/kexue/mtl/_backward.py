@@ -211,7 +211,8 @@ class MTLBackwardResult:
     values, ``gram`` — the Gram matrix (gradient aggregators only), ``info`` — MGDA's
     :class:`~kexue.mtl.MinNormInfo` (:class:`~kexue.mtl.PrimaryAuxInfo` for
     :class:`~kexue.mtl.PrimaryAuxiliary`), ``pareto_stationary`` — the shared update was set
-    to 0, ``communicated_bytes`` — bytes this rank all-reduced (0 without ``sync``)."""
+    to 0, ``communicated_bytes`` — bytes this rank all-reduced (0 without ``sync``; with it,
+    ``losses`` and ``gram`` are the union batch's)."""
 
     weights: torch.Tensor | None
     losses: torch.Tensor
@@ -433,14 +434,18 @@ def mtl_backward(
     in ``DistributedDataParallel`` needs nothing more: ``mtl_backward`` never accumulates through
     autograd hooks, so DDP's reducer stays idle (checked over several steps with
     ``find_unused_parameters`` True and False); ``with ddp_model.no_sync():`` around the forward
-    and ``mtl_backward`` is optional. With ``sync=False`` on a DDP model the ranks' gradients
-    silently diverge.
+    and ``mtl_backward`` is optional. With ``find_unused_parameters=True`` DDP returns *copies*
+    of the module's outputs, so features taken from a wrapped model's output are not the tensor
+    the heads consumed: that is refused (ValueError); wrap only the shared trunk in DDP and apply
+    the heads to its output. With ``sync=False`` on a DDP model the ranks' gradients silently
+    diverge.
 
     Bad input (issue 20 item 5): ValueError naming the task — ``losses[i]`` NaN/inf (checked
     after the all-reduce under ``sync``, so every rank raises), a task gradient with NaN/inf
     (``"task gradient of losses[i] w.r.t. shared_parameters[j] contains NaN"``), no losses,
-    a loss with more than one element, losses/features/parameters on different devices, ranks
-    that disagree on the tasks or parameter sizes; TypeError for non-floating losses. Losses of
+    a loss with more than one element, losses/features/parameters on different devices,
+    ``features`` that no loss depends on, ranks that disagree on the tasks or parameter sizes;
+    TypeError for non-floating losses. Nothing is written to ``.grad`` when it raises. Losses of
     different floating dtypes are promoted to a common one, parameters keep their own. One task
     (T = 1) is allowed: the update is that task's gradient times the aggregator's weight
     (1 for MGDA with ``normalize="none"``, PrimaryAuxiliary and GradCosine: a plain backward;
