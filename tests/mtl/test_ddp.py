@@ -11,6 +11,7 @@ All cases run in one spawn of 2 processes (start-up dominates: a few seconds).""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -88,8 +89,16 @@ CASES: dict[str, tuple[Callable[[], object], bool]] = {
     "real_time_normalized": (lambda: RealTimeNormalized(), False),
     "uncertainty": (lambda: UncertaintyWeighting(N_TASKS).double(), False),
 }
-DDP_CASES = ["mgda", "mgda_ub", "uncertainty"]
-WRAPS = ["model", "trunk"]  # DDP around the whole model, or around the shared trunk only
+# (aggregator, DDP around: the whole "model", the same with forward and mtl_backward in
+# ``no_sync()``, or the shared "trunk" only), each with find_unused_parameters False and True
+DDP_CASES = [
+    ("mgda", "model"),
+    ("mgda_ub", "model"),
+    ("uncertainty", "model"),
+    ("mgda", "model_no_sync"),
+    ("mgda_ub", "model_no_sync"),
+    ("mgda_ub", "trunk"),
+]
 
 
 def run_case(
@@ -106,7 +115,7 @@ def run_case(
     factory, use_features = CASES[name]
     net = Net()
     model: nn.Module = net
-    if wrap == "model":
+    if wrap in ("model", "model_no_sync"):
         model = DistributedDataParallel(net, find_unused_parameters=find_unused_parameters)
     elif wrap == "trunk":
         net.trunk = DistributedDataParallel(  # type: ignore[assignment]
@@ -119,16 +128,18 @@ def run_case(
     out = []
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
-        features, predictions = model(x)
-        losses = [(p - y).pow(2).mean() for p, y in zip(predictions, targets, strict=True)]
-        mtl_backward(
-            losses,
-            list(net.trunk.parameters()),
-            features=features if use_features else None,
-            task_parameters=list(net.heads.parameters()),
-            aggregator=aggregator,
-            sync=sync,
-        )
+        context = model.no_sync() if wrap == "model_no_sync" else contextlib.nullcontext()
+        with context:  # type: ignore[operator]
+            features, predictions = model(x)
+            losses = [(p - y).pow(2).mean() for p, y in zip(predictions, targets, strict=True)]
+            mtl_backward(
+                losses,
+                list(net.trunk.parameters()),
+                features=features if use_features else None,
+                task_parameters=list(net.heads.parameters()),
+                aggregator=aggregator,
+                sync=sync,
+            )
         record = {
             "shared": torch.cat([p.grad.reshape(-1) for p in net.trunk.parameters()]),  # type: ignore[union-attr]
             "heads": torch.cat([p.grad.reshape(-1) for p in net.heads.parameters()]),  # type: ignore[union-attr]
@@ -179,16 +190,15 @@ def _worker(rank: int, store: str, outdir: str) -> None:
         for name in CASES:
             results[name] = run_case(name, rank)
         results["mgda_no_sync"] = run_case("mgda", rank, sync=False)
-        for name in DDP_CASES:
-            for wrap in WRAPS:
-                for unused in (False, True):
-                    key = f"ddp_{name}_{wrap}_{unused}"
-                    try:
-                        results[key] = run_case(
-                            name, rank, wrap=wrap, find_unused_parameters=unused, steps=STEPS
-                        )
-                    except ValueError as error:
-                        results[key] = str(error)
+        for name, wrap in DDP_CASES:
+            for unused in (False, True):
+                key = f"ddp_{name}_{wrap}_{unused}"
+                try:
+                    results[key] = run_case(
+                        name, rank, wrap=wrap, find_unused_parameters=unused, steps=STEPS
+                    )
+                except ValueError as error:
+                    results[key] = str(error)
         results["errors"] = _errors(rank)
         torch.save(results, os.path.join(outdir, f"rank{rank}.pt"))
     finally:
@@ -216,20 +226,20 @@ def test_ranks_match_the_union_batch(ranks: list[dict[str, Any]], name: str) -> 
             assert relative(got[key], value) <= TOL, (name, key)
 
 
-@pytest.mark.parametrize("name", DDP_CASES)
-@pytest.mark.parametrize("wrap", WRAPS)
+@pytest.mark.parametrize(("name", "wrap"), DDP_CASES)
 @pytest.mark.parametrize("unused", [False, True])
 def test_ddp_wrapped_model_matches_the_union_batch(
     ranks: list[dict[str, Any]], name: str, wrap: str, unused: bool
 ) -> None:
     """Forward through DDP, mtl_backward instead of .backward(), several optimiser steps: DDP's
-    reducer raises nothing and every step's gradients are the union batch's. Exception: MGDA-UB
-    with the whole model in DDP(find_unused_parameters=True), whose outputs are copies the heads
-    never saw: a clear error naming the fix, on every rank."""
+    reducer raises nothing and every step's gradients are the union batch's, with or without
+    ``no_sync()``. Exception: MGDA-UB with the whole model in DDP(find_unused_parameters=True),
+    whose outputs (``no_sync`` or not) are copies the heads never saw: a clear error naming the
+    fix, on every rank."""
     expected = run_case(name, None, steps=STEPS)
     for rank in ranks:
         got = rank[f"ddp_{name}_{wrap}_{unused}"]
-        if name == "mgda_ub" and wrap == "model" and unused:
+        if name == "mgda_ub" and wrap != "trunk" and unused:
             assert isinstance(got, str)
             assert "no loss depends on features[0]" in got
             assert "wrap only the shared trunk" in got

@@ -490,6 +490,7 @@ def mtl_backward(
         raise ValueError(f"task_parameters{overlap} are also in shared_parameters")
     if synchronizer is not None:
         synchronizer.check_agree(
+            device,
             n_tasks=len(scalars),
             shared_numel=sum(p.numel() for p in shared),
             task_numel=sum(p.numel() for p in task),

@@ -52,11 +52,12 @@ class GradientSync:
         """Mean over ranks of every tensor."""
         return [t / self.world_size for t in self.sum(tensors)]
 
-    def check_agree(self, **counts: int) -> None:
+    def check_agree(self, device: torch.device, **counts: int) -> None:
         """Raise ValueError on every rank if the ranks disagree on any of ``counts`` (a mismatch
-        would otherwise deadlock or garble the next collective)."""
+        would otherwise deadlock or garble the next collective). ``device``: where the tensor
+        goes (the losses' device: NCCL reduces CUDA tensors only)."""
         names = list(counts)
-        local = torch.tensor([counts[n] for n in names], dtype=torch.int64)
+        local = torch.tensor([counts[n] for n in names], dtype=torch.int64, device=device)
         both = torch.cat([local, -local])
         dist.all_reduce(both, op=dist.ReduceOp.MAX, group=self.group)
         self.bytes += both.numel() * both.element_size()
