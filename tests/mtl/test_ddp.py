@@ -89,6 +89,13 @@ CASES: dict[str, tuple[Callable[[], object], bool]] = {
     "real_time_normalized": (lambda: RealTimeNormalized(), False),
     "uncertainty": (lambda: UncertaintyWeighting(N_TASKS).double(), False),
 }
+# MGDA and PrimaryAuxiliary as a loss (Σ sg(wᵢ)Lᵢ, then .backward()): under DDP only
+AS_LOSS: dict[str, Callable[[list[torch.Tensor]], nn.Module]] = {
+    "mgda_as_loss": lambda shared: MGDA(shared),
+    "primary_auxiliary_as_loss": lambda shared: PrimaryAuxiliary(shared),
+}
+CASES.update({name: (lambda: None, False) for name in AS_LOSS})
+
 # (aggregator, DDP around: the whole "model", the same with forward and mtl_backward in
 # ``no_sync()``, or the shared "trunk" only), each with find_unused_parameters False and True
 DDP_CASES = [
@@ -98,6 +105,8 @@ DDP_CASES = [
     ("mgda", "model_no_sync"),
     ("mgda_ub", "model_no_sync"),
     ("mgda_ub", "trunk"),
+    ("mgda_as_loss", "model"),
+    ("primary_auxiliary_as_loss", "model"),
 ]
 
 
@@ -122,6 +131,8 @@ def run_case(
             net.trunk, find_unused_parameters=find_unused_parameters
         )
     aggregator = factory()
+    if name in AS_LOSS:
+        aggregator = AS_LOSS[name](list(net.trunk.parameters()))
     own = list(aggregator.parameters()) if isinstance(aggregator, nn.Module) else []
     optimizer = torch.optim.SGD([*net.parameters(), *own], lr=0.1)
     x, targets = shard(rank)
@@ -132,14 +143,17 @@ def run_case(
         with context:  # type: ignore[operator]
             features, predictions = model(x)
             losses = [(p - y).pow(2).mean() for p, y in zip(predictions, targets, strict=True)]
-            mtl_backward(
-                losses,
-                list(net.trunk.parameters()),
-                features=features if use_features else None,
-                task_parameters=list(net.heads.parameters()),
-                aggregator=aggregator,
-                sync=sync,
-            )
+            if name in AS_LOSS:  # the loss form: DDP's own backward averages the gradients
+                aggregator(losses).backward()  # type: ignore[operator]
+            else:
+                mtl_backward(
+                    losses,
+                    list(net.trunk.parameters()),
+                    features=features if use_features else None,
+                    task_parameters=list(net.heads.parameters()),
+                    aggregator=aggregator,
+                    sync=sync,
+                )
         record = {
             "shared": torch.cat([p.grad.reshape(-1) for p in net.trunk.parameters()]),  # type: ignore[union-attr]
             "heads": torch.cat([p.grad.reshape(-1) for p in net.heads.parameters()]),  # type: ignore[union-attr]
@@ -188,7 +202,8 @@ def _worker(rank: int, store: str, outdir: str) -> None:
     try:
         results: dict[str, Any] = {}
         for name in CASES:
-            results[name] = run_case(name, rank)
+            if name not in AS_LOSS:  # (the loss form needs DDP to average its gradients)
+                results[name] = run_case(name, rank)
         results["mgda_no_sync"] = run_case("mgda", rank, sync=False)
         for name, wrap in DDP_CASES:
             for unused in (False, True):
@@ -216,7 +231,7 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", [name for name in CASES if name not in AS_LOSS])
 def test_ranks_match_the_union_batch(ranks: list[dict[str, Any]], name: str) -> None:
     (expected,) = run_case(name, None)
     for rank in ranks:

@@ -91,8 +91,10 @@ class MGDA(nn.Module):
 
     Use it through :func:`mtl_backward`, or as a loss: with ``shared_params``, ``mgda(losses)``
     computes the per-task gradients and returns Σᵢ sg(wᵢ)Lᵢ (spec 07 §3.2 step 5; one extra
-    backward). After each call: ``weights`` (effective, float64), ``alpha`` (the solver's simplex
-    weights) and ``info`` (:class:`kexue.mtl.MinNormInfo`: ‖u*‖², minᵢ⟨gᵢ,u*⟩, FW gap, the
+    backward; under ``torch.distributed`` the weights are solved from the ranks' averaged
+    per-task gradients, so with ``DistributedDataParallel`` the update is the union batch's).
+    After each call: ``weights`` (effective, float64), ``alpha`` (the solver's simplex weights)
+    and ``info`` (:class:`kexue.mtl.MinNormInfo`: ‖u*‖², minᵢ⟨gᵢ,u*⟩, FW gap, the
     Pareto-stationary flag).
     """
 
