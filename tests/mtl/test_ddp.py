@@ -97,12 +97,14 @@ AS_LOSS: dict[str, Callable[[list[torch.Tensor]], nn.Module]] = {
 CASES.update({name: (lambda: None, False) for name in AS_LOSS})
 
 # (aggregator, DDP around: the whole "model", the same with forward and mtl_backward in
-# ``no_sync()``, or the shared "trunk" only), each with find_unused_parameters False and True
+# ``no_sync()`` or with ``static_graph=True``, or the shared "trunk" only), each with
+# find_unused_parameters False and True
 DDP_CASES = [
     ("mgda", "model"),
     ("mgda_ub", "model"),
     ("uncertainty", "model"),
     ("mgda", "model_no_sync"),
+    ("mgda", "model_static_graph"),
     ("mgda_ub", "model_no_sync"),
     ("mgda_ub", "trunk"),
     ("mgda_as_loss", "model"),
@@ -120,12 +122,16 @@ def run_case(
     sync: bool | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """``steps`` SGD steps of ``mtl_backward``; per step the shared, head and aggregator-own
-    gradients (flattened). ``wrap``: DDP around the ``"model"`` or the ``"trunk"``."""
+    gradients (flattened). ``wrap``: how DDP is used (``DDP_CASES``), None for no DDP."""
     factory, use_features = CASES[name]
     net = Net()
     model: nn.Module = net
-    if wrap in ("model", "model_no_sync"):
-        model = DistributedDataParallel(net, find_unused_parameters=find_unused_parameters)
+    if wrap in ("model", "model_no_sync", "model_static_graph"):
+        model = DistributedDataParallel(
+            net,
+            find_unused_parameters=find_unused_parameters,
+            static_graph=wrap == "model_static_graph",
+        )
     elif wrap == "trunk":
         net.trunk = DistributedDataParallel(  # type: ignore[assignment]
             net.trunk, find_unused_parameters=find_unused_parameters

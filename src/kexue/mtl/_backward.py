@@ -436,7 +436,8 @@ def mtl_backward(
     in ``DistributedDataParallel`` needs nothing more: ``mtl_backward`` never accumulates through
     autograd hooks, so DDP's reducer stays idle (checked over several steps with
     ``find_unused_parameters`` True and False); ``with ddp_model.no_sync():`` around the forward
-    and ``mtl_backward`` is optional. With ``find_unused_parameters=True`` DDP returns *copies*
+    and ``mtl_backward`` is optional (``static_graph=True`` checked for ``"mgda"``). With
+    ``find_unused_parameters=True`` (or ``static_graph=True``, first step) DDP returns *copies*
     of the module's outputs, so features taken from a wrapped model's output are not the tensor
     the heads consumed: that is refused (ValueError); wrap only the shared trunk in DDP and apply
     the heads to its output. With ``sync=False`` on a DDP model the ranks' gradients silently
@@ -467,9 +468,9 @@ def mtl_backward(
         if unused:
             raise ValueError(
                 f"no loss depends on features[{unused[0]}]: pass the tensor the task heads "
-                "consume (a DistributedDataParallel module with find_unused_parameters=True "
-                "returns copies of its outputs: wrap only the shared trunk in DDP and apply the "
-                "heads to its output, or use find_unused_parameters=False)"
+                "consume (a DistributedDataParallel module with find_unused_parameters=True, or "
+                "static_graph=True in its first step, returns copies of its outputs: wrap only "
+                "the shared trunk in DDP and apply the heads to its output)"
             )
     if shared_parameters is not None:
         shared = check_tensor_list(shared_parameters, "shared_parameters")
