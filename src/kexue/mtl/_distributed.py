@@ -33,24 +33,29 @@ class GradientSync:
 
     def sum(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Sum over ranks of every tensor (new tensors; one collective per dtype and device)."""
+        return self._reduce(tensors, None)
+
+    def mean(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Mean over ranks of every tensor."""
+        return self._reduce(tensors, self.world_size)
+
+    def _reduce(self, tensors: Sequence[torch.Tensor], divisor: int | None) -> list[torch.Tensor]:
         out: list[torch.Tensor] = [t.detach() for t in tensors]
         groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
         for index, tensor in enumerate(out):
             groups.setdefault((tensor.device, tensor.dtype), []).append(index)
         for indices in groups.values():
-            flat = torch.cat([out[i].reshape(-1) for i in indices])
+            flat = torch.cat([out[i].reshape(-1) for i in indices])  # a copy: inputs untouched
             dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.group)
             self.bytes += flat.numel() * flat.element_size()
+            if divisor is not None:
+                flat.div_(divisor)
             offset = 0
             for i in indices:
                 size = out[i].numel()
                 out[i] = flat[offset : offset + size].view_as(out[i])
                 offset += size
         return out
-
-    def mean(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Mean over ranks of every tensor."""
-        return [t / self.world_size for t in self.sum(tensors)]
 
     def check_agree(self, device: torch.device, **counts: int) -> None:
         """Raise ValueError on every rank if the ranks disagree on any of ``counts`` (a mismatch
