@@ -85,7 +85,9 @@ def resolve_sync(sync: object, process_group: object) -> GradientSync | None:
     """
     if sync is not None and not isinstance(sync, bool):
         raise TypeError(f"sync must be None, True or False, got {type(sync).__name__}")
-    if process_group is not None and not isinstance(process_group, dist.ProcessGroup):
+    if process_group is not None and not (
+        dist.is_available() and isinstance(process_group, dist.ProcessGroup)
+    ):
         raise TypeError(
             f"process_group must be a torch.distributed.ProcessGroup or None, got "
             f"{type(process_group).__name__}"
