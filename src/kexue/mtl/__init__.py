@@ -19,7 +19,8 @@ Gradient aggregation (spec 07): :func:`task_gradients` (vmapped VJPs or T backwa
 chunked), :func:`gram_matrix`, :func:`min_norm_weights` (closed form, Wolfe, Frank–Wolfe,
 averaging, Sener-style, softmax, exact QP; Gram or explicit-vector form), :class:`MGDA`
 (MGDA and MGDA-UB) and :func:`mtl_backward`, the one-call backward that writes the aggregated
-update into ``.grad`` for any optimiser.
+update into ``.grad`` for any optimiser (under ``torch.distributed`` / ``DistributedDataParallel``
+it all-reduces the aggregator's inputs first, so every rank writes the union batch's update).
 
 Primary and auxiliary tasks (spec 08): :func:`primary_auxiliary_direction` (the projection of
 the main gradient onto the cone where no auxiliary loss rises; closed form for one auxiliary,

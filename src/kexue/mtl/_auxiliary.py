@@ -928,9 +928,11 @@ class PrimaryAuxiliary(nn.Module):
 
     By name: ``mtl_backward(losses, shared, aggregator="primary_auxiliary")`` (task 0 is main).
     As a loss, with ``shared_params`` and ``mode="shared"``: ``strategy(losses)`` returns
-    Σ sg(wᵢ) Lᵢ. After each call: ``weights`` (float64: 1 or αᵢ for main tasks, λᵢ for auxiliary
-    ones), ``lam``, ``alpha``, ``info`` (:class:`PrimaryAuxInfo`), and the counters ``steps`` and
-    ``active_steps`` (``active_fraction``: steps with an active constraint, spec 08 §5.2 step 4).
+    Σ sg(wᵢ) Lᵢ (under ``torch.distributed``: weights from the ranks' averaged per-task
+    gradients, as in :class:`kexue.mtl.MGDA`). After each call: ``weights`` (float64: 1 or αᵢ
+    for main tasks, λᵢ for auxiliary ones), ``lam``, ``alpha``, ``info``
+    (:class:`PrimaryAuxInfo`), and the counters ``steps`` and ``active_steps``
+    (``active_fraction``: steps with an active constraint, spec 08 §5.2 step 4).
     """
 
     def __init__(

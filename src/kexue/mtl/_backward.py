@@ -13,6 +13,10 @@ task-specific parameters, so any optimiser then steps as usual. Aggregators:
   main task, the others auxiliary: the shared update is the projection of the main gradient onto
   the cone where no auxiliary loss rises (spec 08 §5.2); :class:`kexue.mtl.GradCosine` likewise;
 * any :class:`kexue.mtl.LossWeighting` — ``total = aggregator(losses)``, one backward.
+
+Under ``torch.distributed`` (e.g. ``DistributedDataParallel``) the aggregator's inputs are
+all-reduced before the direction is solved, so every rank writes the union batch's update
+(issue 20; :mod:`kexue.mtl._distributed`).
 """
 
 from __future__ import annotations
@@ -22,10 +26,18 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ._auxiliary import PrimaryAuxiliary, PrimaryAuxInfo
-from ._checks import LossesLike, check_choice, check_losses, check_tensor_list
+from ._checks import (
+    LossesLike,
+    check_choice,
+    check_loss_values,
+    check_losses,
+    check_tensor_list,
+)
+from ._distributed import resolve_sync
 from ._gradients import (
     JACOBIAN_METHODS,
     JacobianMethod,
@@ -79,8 +91,10 @@ class MGDA(nn.Module):
 
     Use it through :func:`mtl_backward`, or as a loss: with ``shared_params``, ``mgda(losses)``
     computes the per-task gradients and returns Σᵢ sg(wᵢ)Lᵢ (spec 07 §3.2 step 5; one extra
-    backward). After each call: ``weights`` (effective, float64), ``alpha`` (the solver's simplex
-    weights) and ``info`` (:class:`kexue.mtl.MinNormInfo`: ‖u*‖², minᵢ⟨gᵢ,u*⟩, FW gap, the
+    backward; under ``torch.distributed`` the weights are solved from the ranks' averaged
+    per-task gradients, so with ``DistributedDataParallel`` the update is the union batch's).
+    After each call: ``weights`` (effective, float64), ``alpha`` (the solver's simplex weights)
+    and ``info`` (:class:`kexue.mtl.MinNormInfo`: ‖u*‖², minᵢ⟨gᵢ,u*⟩, FW gap, the
     Pareto-stationary flag).
     """
 
@@ -199,13 +213,15 @@ class MTLBackwardResult:
     values, ``gram`` — the Gram matrix (gradient aggregators only), ``info`` — MGDA's
     :class:`~kexue.mtl.MinNormInfo` (:class:`~kexue.mtl.PrimaryAuxInfo` for
     :class:`~kexue.mtl.PrimaryAuxiliary`), ``pareto_stationary`` — the shared update was set
-    to 0."""
+    to 0, ``communicated_bytes`` — bytes this rank all-reduced (0 without ``sync``; with it,
+    ``losses`` and ``gram`` are the union batch's)."""
 
     weights: torch.Tensor | None
     losses: torch.Tensor
     gram: torch.Tensor | None = None
     info: MinNormInfo | PrimaryAuxInfo | None = None
     pareto_stationary: bool = False
+    communicated_bytes: int = 0
 
 
 def _resolve(aggregator: object) -> Any:
@@ -255,6 +271,34 @@ def _reachable_leaves(
     return found
 
 
+def _unreached(roots: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> list[int]:
+    """Indices of ``targets`` that no root depends on: a walk over the autograd graph's edges
+    (node, output index) — a multi-output node such as DDP's output sink can pass some of its
+    outputs to the losses and not others."""
+    edges = {(id(t.grad_fn), t.output_nr): k for k, t in enumerate(targets) if t.grad_fn}
+    leaves = {id(t): k for k, t in enumerate(targets) if t.grad_fn is None}
+    missing = set(range(len(targets)))
+    seen: set[int] = set()
+    for root in roots:
+        if root.grad_fn is not None:
+            missing.discard(edges.get((id(root.grad_fn), root.output_nr), -1))
+    stack = [t.grad_fn for t in roots if t.grad_fn is not None]
+    while stack and missing:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        variable = getattr(node, "variable", None)
+        if isinstance(variable, torch.Tensor):
+            missing.discard(leaves.get(id(variable), -1))
+            continue
+        for child, output_nr in node.next_functions:
+            if child is not None:
+                missing.discard(edges.get((id(child), output_nr), -1))
+                stack.append(child)
+    return sorted(missing)
+
+
 def _accumulate(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
     """``p.grad += g`` (``p.grad = g`` when unset), like ``backward`` does."""
     for p, g in zip(params, grads, strict=True):
@@ -273,6 +317,71 @@ def _combine(weights: torch.Tensor, jacobian: Sequence[torch.Tensor]) -> list[to
     ]
 
 
+def _check_devices(tensors: Sequence[torch.Tensor], name: str, device: torch.device) -> None:
+    for index, tensor in enumerate(tensors):
+        if tensor.device != device:
+            raise ValueError(
+                f"{name}[{index}] is on {tensor.device} but the losses are on {device}: the "
+                "losses, features and parameters must be on one device"
+            )
+
+
+def _nonfinite_message(
+    task_index: int, blocks: Sequence[torch.Tensor], name: str, note: str
+) -> str | None:
+    """ "task gradient of losses[i] w.r.t. name[j] contains NaN/inf" for the first bad block of
+    task i's rows, or None if all are finite here."""
+    for j, block in enumerate(blocks):
+        row = block[task_index]
+        if not bool(torch.isfinite(row).all()):
+            kind = "NaN" if bool(torch.isnan(row).any()) else "inf"
+            return f"task gradient of losses[{task_index}] w.r.t. {name}[{j}] contains {kind}{note}"
+    return None
+
+
+def _check_gram(
+    gram: torch.Tensor, blocks: Sequence[torch.Tensor], name: str, synced: bool
+) -> None:
+    """ValueError naming the task and the tensor if a task gradient is not finite (seen on the
+    Gram matrix: ``M_ii`` is NaN/inf iff gᵢ has a NaN/inf, barring float64 overflow)."""
+    diagonal = torch.diagonal(gram)
+    bad = ~torch.isfinite(diagonal)
+    if not bool(bad.any()):
+        return
+    task_index = int(torch.nonzero(bad).flatten()[0])
+    message = _nonfinite_message(task_index, blocks, name, "")
+    if message is None:
+        where = "on another rank" if synced else "its squared norm overflows float64"
+        message = f"task gradient of losses[{task_index}] w.r.t. the {name} is not finite ({where})"
+    raise ValueError(
+        f"{message}; fix the model or the loss (exploding activations, log/sqrt/division at 0) "
+        "before the multi-task backward"
+    )
+
+
+def _check_update(
+    update: Sequence[torch.Tensor],
+    params: Sequence[torch.Tensor],
+    name: str,
+    jacobian: Sequence[torch.Tensor],
+) -> None:
+    """ValueError if the update of ``params`` is not finite, naming the task (from the per-task
+    ``jacobian`` rows when given) and the tensor."""
+    if not update or bool(torch.stack([torch.isfinite(u).all() for u in update]).all()):
+        return
+    j = next(k for k, u in enumerate(update) if not bool(torch.isfinite(u).all()))
+    message = None
+    if jacobian:
+        for task_index in range(int(jacobian[0].shape[0])):
+            message = _nonfinite_message(task_index, jacobian, name, "")
+            if message is not None:
+                break
+    if message is None:
+        message = f"the gradient w.r.t. {name}[{j}] is not finite"
+        message += " (on another rank)" if jacobian else " (backward from the features)"
+    raise ValueError(f"{message}; fix the model or the loss before the multi-task backward")
+
+
 def mtl_backward(
     losses: LossesLike,
     shared_parameters: Iterable[torch.Tensor] | None = None,
@@ -285,6 +394,8 @@ def mtl_backward(
     chunk_size: int | None = None,
     retain_graph: bool = False,
     stationary_tol: float = 1e-8,
+    sync: bool | None = None,
+    process_group: dist.ProcessGroup | None = None,
 ) -> MTLBackwardResult:
     """Backpropagate task losses through an aggregator into ``.grad`` (spec 07 §3.2).
 
@@ -294,10 +405,10 @@ def mtl_backward(
     ``J_H·∂H/∂θ``: one vmapped VJP through the encoder, so losses must depend on the shared
     parameters only through H); ``task_parameters`` — the heads (default: every other leaf the
     losses depend on). ``aggregator``: ``"mgda"``, ``"mgda_ub"``, ``"primary_auxiliary"`` (task 0
-    main; :class:`kexue.mtl.PrimaryAuxiliary` for options), an :class:`MGDA`, a
-    :class:`kexue.mtl.GradNormalized` or any loss weighting. ``head_scaling`` (default: the
-    aggregator's, ``"alpha"`` for MGDA): heads receive αᵢ∇Lᵢ (``"alpha"``, as the backward of
-    Σαᵢ Lᵢ does) or ∇Lᵢ (``"none"``).
+    main, spec 08 §5.2; :class:`kexue.mtl.PrimaryAuxiliary` for options), an :class:`MGDA`, a
+    :class:`kexue.mtl.GradNormalized`, a :class:`kexue.mtl.GradCosine` or any loss weighting.
+    ``head_scaling`` (default: the aggregator's, ``"alpha"`` for MGDA): heads receive αᵢ∇Lᵢ
+    (``"alpha"``, as the backward of Σαᵢ Lᵢ does) or ∇Lᵢ (``"none"``).
 
     Gradients are *accumulated* into ``.grad`` like ``loss.backward()``; the graph is freed
     after the last pass unless ``retain_graph``. Per-task gradients: ``jacobian_method``
@@ -305,15 +416,62 @@ def mtl_backward(
     When the shared update u = Σwᵢgᵢ (computed explicitly) has ‖u‖ < ``stationary_tol`` times
     maxᵢ‖ĝᵢ‖ for MGDA (Pareto stationary, spec 07 §3.2 step 6; ĝ the pre-normalised gradients)
     or times maxᵢ‖wᵢgᵢ‖ for other gradient aggregators, u is set to exactly 0 and
-    ``pareto_stationary`` is reported. Raises ValueError for NaN losses (naming the task).
+    ``pareto_stationary`` is reported.
+
+    **Data parallel** (``torch.distributed``, e.g. under ``DistributedDataParallel``): with
+    ``sync`` on, every rank all-reduces what the aggregator consumes *before* the direction is
+    solved — the loss values (mean), the per-task gradients of the shared parameters (mean; for
+    ``"mgda_ub"`` instead the Gram matrix of the feature gradients: the sum of the rank Grams
+    over N², since the union batch's features are the ranks' features side by side and
+    ∂L/∂H_r = ∂L_r/∂H_r / N), then the head update (and for ``"mgda_ub"`` the shared update) —
+    so all ranks solve the same problem and write the same ``.grad``: the update of one process
+    on the union batch. A loss weighting sees the union loss values (Lᵢ − sg(Lᵢ) + mean over
+    ranks) and its gradients are averaged. ``sync=None`` (default) switches this on when
+    ``torch.distributed`` is initialised and ``process_group`` (default: the world) has more than
+    one rank; ``True``/``False`` force it. It costs T times a plain DDP step's all-reduce volume
+    for the shared parameters (``communicated_bytes`` in the result; README, benchmarks/mtl_ddp).
+    Exact equivalence needs equal per-rank batch sizes and losses that are means over the batch
+    (a sum loss, per-batch statistics such as BatchNorm without SyncBatchNorm, or the per-rank
+    gradient norms of :class:`kexue.mtl.GradNormChen` are not the union batch's). A model wrapped
+    in ``DistributedDataParallel`` needs nothing more: ``mtl_backward`` never accumulates through
+    autograd hooks, so DDP's reducer stays idle (checked over several steps with
+    ``find_unused_parameters`` True and False); ``with ddp_model.no_sync():`` around the forward
+    and ``mtl_backward`` is optional (``static_graph=True`` checked for ``"mgda"``). With
+    ``find_unused_parameters=True`` (or ``static_graph=True``, first step) DDP returns *copies*
+    of the module's outputs, so features taken from a wrapped model's output are not the tensor
+    the heads consumed: that is refused (ValueError); wrap only the shared trunk in DDP and apply
+    the heads to its output. With ``sync=False`` on a DDP model the ranks' gradients silently
+    diverge.
+
+    Bad input (issue 20 item 5): ValueError naming the task — ``losses[i]`` NaN/inf (checked
+    after the all-reduce under ``sync``, so every rank raises), a task gradient with NaN/inf
+    (``"task gradient of losses[i] w.r.t. shared_parameters[j] contains NaN"``), no losses,
+    a loss with more than one element, losses/features/parameters on different devices,
+    ``features`` that no loss depends on, ranks that disagree on the tasks or parameter sizes;
+    TypeError for non-floating losses. Nothing is written to ``.grad`` when it raises. Losses of
+    different floating dtypes are promoted to a common one, parameters keep their own. One task
+    (T = 1) is allowed: the update is that task's gradient times the aggregator's weight
+    (1 for MGDA with ``normalize="none"``, PrimaryAuxiliary and GradCosine: a plain backward;
+    1/‖g‖ for GradNormalized).
     """
-    scalars, stacked = check_losses(losses)
+    synchronizer = resolve_sync(sync, process_group)
+    scalars, stacked = check_losses(losses, finite=synchronizer is None)
+    device = stacked.device
     values = stacked.detach()
     agg = _resolve(aggregator)
     check_choice(jacobian_method, "jacobian_method", JACOBIAN_METHODS)
     feats: list[torch.Tensor] | None = None
     if features is not None:
         feats = check_tensor_list(features, "features")
+        _check_devices(feats, "features", device)
+        unused = _unreached(scalars, feats)
+        if unused:
+            raise ValueError(
+                f"no loss depends on features[{unused[0]}]: pass the tensor the task heads "
+                "consume (a DistributedDataParallel module with find_unused_parameters=True, or "
+                "static_graph=True in its first step, returns copies of its outputs: wrap only "
+                "the shared trunk in DDP and apply the heads to its output)"
+            )
     if shared_parameters is not None:
         shared = check_tensor_list(shared_parameters, "shared_parameters")
     elif feats is not None:
@@ -322,28 +480,65 @@ def mtl_backward(
             raise ValueError("the features depend on no parameter that requires grad")
     else:
         raise TypeError("give shared_parameters, or features to infer them from")
+    _check_devices(shared, "shared_parameters", device)
     if task_parameters is not None:
         task = check_tensor_list(task_parameters, "task_parameters")
     else:
         shared_ids = {id(p) for p in shared}
         task = [p for p in _reachable_leaves(scalars, feats or ()) if id(p) not in shared_ids]
+    _check_devices(task, "task_parameters", device)
     shared_ids = {id(p) for p in shared}
     overlap = [i for i, p in enumerate(task) if id(p) in shared_ids]
     if overlap:
         raise ValueError(f"task_parameters{overlap} are also in shared_parameters")
+    if synchronizer is not None:
+        synchronizer.check_agree(
+            device,
+            n_tasks=len(scalars),
+            shared_numel=sum(p.numel() for p in shared),
+            task_numel=sum(p.numel() for p in task),
+            n_features=-1 if feats is None else sum(f.numel() for f in feats),
+        )
+        (values,) = synchronizer.mean([values])
+        check_loss_values(values, note=f" (mean over {synchronizer.world_size} ranks)")
+
+    def communicated() -> int:
+        return 0 if synchronizer is None else synchronizer.bytes
 
     source = getattr(agg, "jacobian_source", None)
     if source is None:
         if not callable(agg):
             raise TypeError(f"{type(agg).__name__} is neither a loss weighting nor aggregator")
-        total = agg(stacked if isinstance(losses, torch.Tensor) else scalars)
+        weighted: LossesLike = stacked if isinstance(losses, torch.Tensor) else scalars
+        if synchronizer is not None:  # the union loss values, the local gradients
+            union = stacked - stacked.detach() + values.to(stacked.dtype)
+            weighted = union if isinstance(losses, torch.Tensor) else list(union.unbind(0))
+        total = agg(weighted)
         if not isinstance(total, torch.Tensor) or total.numel() != 1:
             raise TypeError("the loss weighting must return a scalar tensor")
         own = [p for p in agg.parameters() if p.requires_grad] if isinstance(agg, nn.Module) else []
         inputs = shared + task + [p for p in own if id(p) not in shared_ids]
-        torch.autograd.backward(total.reshape(()), inputs=inputs, retain_graph=retain_graph)
+        if synchronizer is None:
+            torch.autograd.backward(total.reshape(()), inputs=inputs, retain_graph=retain_graph)
+        else:
+            grads = torch.autograd.grad(
+                total.reshape(()), inputs, retain_graph=retain_graph, allow_unused=True
+            )
+            _accumulate(
+                inputs,
+                synchronizer.mean(
+                    [
+                        torch.zeros_like(p) if g is None else g
+                        for p, g in zip(inputs, grads, strict=True)
+                    ]
+                ),
+            )
         weights = getattr(agg, "weights", None)
-        return MTLBackwardResult(weights if isinstance(weights, torch.Tensor) else None, values)
+        return MTLBackwardResult(
+            weights if isinstance(weights, torch.Tensor) else None,
+            values,
+            communicated_bytes=communicated(),
+        )
 
     scaling = check_choice(
         head_scaling if head_scaling is not None else getattr(agg, "head_scaling", "alpha"),
@@ -387,16 +582,49 @@ def mtl_backward(
                 chunk_size=chunk_size,
                 retain_graph=retain_graph,
             )
-    gram = gram_matrix(shared_jac if source == "shared" else feature_jac)
+    world = 1 if synchronizer is None else synchronizer.world_size
+    if source == "shared":
+        if synchronizer is not None:  # union-batch per-task gradients
+            shared_jac = synchronizer.mean(shared_jac)
+        gram = gram_matrix(shared_jac)
+        _check_gram(gram, shared_jac, "shared_parameters", synced=False)
+    else:
+        gram = gram_matrix(feature_jac)
+        if synchronizer is not None:  # union-batch feature Gram: Σ_r M_r / N²
+            (gram,) = synchronizer.sum([gram])
+            gram = gram / world**2
+        _check_gram(gram, feature_jac, "features", synced=synchronizer is not None)
     weights = agg.weights_from_gram(gram, values)
     if not isinstance(weights, torch.Tensor) or weights.shape != (len(scalars),):
         raise TypeError(f"weights_from_gram must return a [{len(scalars)}] tensor")
     weights = weights.detach()
+    head_weights = weights if scaling == "alpha" else torch.ones_like(weights)
+    head_update = _combine(head_weights, task_jac) if task else []
 
     # Shared update u = Σ wᵢ gᵢ, exactly 0 at a Pareto-stationary point.
-    reference = shared_jac if source == "shared" else feature_jac
-    update = _combine(weights, reference)
-    norm_sq = sum(float(u.detach().to(torch.float64).pow(2).sum()) for u in update)
+    if source == "shared":
+        update = _combine(weights, shared_jac)
+        norm_sq = sum(float(u.detach().to(torch.float64).pow(2).sum()) for u in update)
+        if synchronizer is not None:
+            head_update = synchronizer.mean(head_update) if head_update else []
+    else:
+        assert feats is not None
+        feature_update = _combine(weights, feature_jac)
+        local_sq = sum(u.detach().to(torch.float64).pow(2).sum() for u in feature_update)
+        shared_grads = torch.autograd.grad(
+            feats, shared, grad_outputs=feature_update, retain_graph=retain_graph, allow_unused=True
+        )
+        update = [
+            torch.zeros_like(p) if g is None else g
+            for p, g in zip(shared, shared_grads, strict=True)
+        ]
+        if synchronizer is None:
+            norm_sq = float(local_sq)
+        else:  # ‖u‖² of the union batch: Σ_r ‖u_r‖² / N²; shared and head updates averaged
+            reduced = synchronizer.sum([torch.as_tensor(local_sq), *update, *head_update])
+            norm_sq = float(reduced[0]) / world**2
+            update = [u / world for u in reduced[1 : 1 + len(update)]]
+            head_update = [h / world for h in reduced[1 + len(update) :]]
     diagonal = torch.diagonal(gram).to(torch.float64)
     if isinstance(agg, MGDA):  # spec 07 §3.2: relative to maxᵢ‖ĝᵢ‖ (gradients the solver saw)
         reference_sq = agg.reference_norm_sq(gram)
@@ -405,19 +633,11 @@ def mtl_backward(
     stationary = reference_sq == 0.0 or norm_sq <= stationary_tol**2 * reference_sq
     if stationary:
         update = [torch.zeros_like(u) for u in update]
-    if source == "shared":
-        _accumulate(shared, update)
-    else:
-        assert feats is not None
-        if stationary:
-            _accumulate(shared, [torch.zeros_like(p) for p in shared])
-        else:
-            torch.autograd.backward(
-                feats, grad_tensors=update, inputs=shared, retain_graph=retain_graph
-            )
+    _check_update(update, shared, "shared_parameters", shared_jac)
+    _check_update(head_update, task, "task_parameters", task_jac)
+    _accumulate(shared, update)
     if task:
-        head_weights = weights if scaling == "alpha" else torch.ones_like(weights)
-        _accumulate(task, _combine(head_weights, task_jac))
+        _accumulate(task, head_update)
     info = getattr(agg, "info", None)
     return MTLBackwardResult(
         weights=weights,
@@ -425,4 +645,5 @@ def mtl_backward(
         gram=gram,
         info=info if isinstance(info, (MinNormInfo, PrimaryAuxInfo)) else None,
         pareto_stationary=stationary,
+        communicated_bytes=communicated(),
     )

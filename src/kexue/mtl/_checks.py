@@ -10,6 +10,7 @@ import torch
 __all__ = [
     "LossesLike",
     "check_choice",
+    "check_loss_values",
     "check_losses",
     "check_n_tasks",
     "check_positive_float",
@@ -22,15 +23,21 @@ LossesLike = Sequence[torch.Tensor] | torch.Tensor
 
 
 def check_losses(
-    losses: LossesLike, *, n_tasks: int | None = None, nonnegative: bool = False
+    losses: LossesLike,
+    *,
+    n_tasks: int | None = None,
+    nonnegative: bool = False,
+    finite: bool = True,
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Validate task losses; return ``(scalars, stacked)``.
 
     ``scalars`` are the losses as 0-dim tensors (graph kept), ``stacked`` the 1-D tensor of all of
     them (graph kept, dtype promoted across tasks). Raises TypeError for non-tensors or integer
-    losses and ValueError for an empty list, a loss with more than one element, a task-count
-    mismatch, a NaN/inf loss (naming the task) or, with ``nonnegative``, a negative loss. The
-    finiteness check costs one host synchronisation.
+    losses and ValueError for an empty list, a loss with more than one element, losses on
+    different devices, a task-count mismatch, a NaN/inf loss (naming the task) or, with
+    ``nonnegative``, a negative loss. The finiteness check (:func:`check_loss_values`; skipped
+    with ``finite=False``, for callers that check the values later, e.g. after an all-reduce)
+    costs one host synchronisation.
     """
     if isinstance(losses, torch.Tensor):
         if losses.ndim > 1:
@@ -61,6 +68,11 @@ def check_losses(
                 )
             if not loss.is_floating_point():
                 raise TypeError(f"losses[{index}] must be floating point, got {loss.dtype}")
+            if scalars and loss.device != scalars[0].device:
+                raise ValueError(
+                    f"losses[{index}] is on {loss.device} but losses[0] on {scalars[0].device}: "
+                    "all task losses must be on one device (move them with .to(device))"
+                )
             scalars.append(loss.reshape(()))
         if scalars:
             dtype = scalars[0].dtype
@@ -75,23 +87,31 @@ def check_losses(
             f"expected {n_tasks} task losses (the number this weighting was built for), got "
             f"{len(scalars)}"
         )
-    values = stacked.detach()
+    if finite:
+        check_loss_values(stacked.detach(), nonnegative=nonnegative)
+    return scalars, stacked
+
+
+def check_loss_values(values: torch.Tensor, *, nonnegative: bool = False, note: str = "") -> None:
+    """Raise ValueError naming the task (``losses[i]``) if a loss value is NaN/inf or, with
+    ``nonnegative``, negative; ``note`` is appended to the message (e.g. where the values come
+    from). One host synchronisation."""
     bad = ~torch.isfinite(values)
     if nonnegative:
         bad = bad | (values < 0)
     if bool(bad.any()):
         tasks = [int(i) for i in torch.nonzero(bad).flatten().tolist()]
         shown = [float(values[i]) for i in tasks]
+        named = ", ".join(f"losses[{i}] = {v}" for i, v in zip(tasks, shown, strict=True))
         if all(math.isfinite(v) for v in shown):
             raise ValueError(
-                f"loss of task(s) {tasks} is negative ({shown}); this weighting needs losses >= 0 "
-                "(shift the loss, or use EqualWeights/FixedWeights/GradNormalized)"
+                f"loss of task(s) {tasks} is negative ({named}){note}; this weighting needs "
+                "losses >= 0 (shift the loss, or use EqualWeights/FixedWeights/GradNormalized)"
             )
         raise ValueError(
-            f"loss of task(s) {tasks} is NaN or infinite ({shown}); fix the model or the loss "
-            "(exploding logits, log of 0, a division by zero) before combining task losses"
+            f"loss of task(s) {tasks} is NaN or infinite ({named}){note}; fix the model or the "
+            "loss (exploding logits, log of 0, a division by zero) before combining task losses"
         )
-    return scalars, stacked
 
 
 def loss_values(losses: LossesLike) -> torch.Tensor:

@@ -21,7 +21,14 @@ from typing import Literal
 
 import torch
 
-from ._checks import LossesLike, check_choice, check_losses, check_tensor_list
+from ._checks import (
+    LossesLike,
+    check_choice,
+    check_loss_values,
+    check_losses,
+    check_tensor_list,
+)
+from ._distributed import resolve_sync
 
 __all__ = ["JACOBIAN_METHODS", "JacobianMethod", "gram_matrix", "task_gradients"]
 
@@ -215,14 +222,31 @@ def gram_weighted_loss(
 ) -> torch.Tensor:
     """``Σᵢ sg(wᵢ)·Lᵢ`` with w from the Gram matrix of the per-task gradients of ``shared``
     (spec 07 §3.2 step 5): the as-a-loss form of the Gram-based aggregators (MGDA,
-    PrimaryAuxiliary). The graph is kept for the backward of the returned loss."""
-    scalars, stacked = check_losses(losses)
-    jacobian = task_gradients(
-        losses if isinstance(losses, torch.Tensor) else scalars,
-        shared,
-        method=method,
-        chunk_size=chunk_size,
-        retain_graph=True,
+    PrimaryAuxiliary). The graph is kept for the backward of the returned loss.
+
+    Under ``torch.distributed`` (initialised, more than one rank) the loss values and per-task
+    gradients are averaged over the ranks before the weights are solved (issue 20), so every rank
+    gets the union batch's weights and ``DistributedDataParallel``'s gradient averaging of the
+    returned loss's backward gives the union batch's update."""
+    synchronizer = resolve_sync(None, None)
+    scalars, stacked = check_losses(losses, finite=synchronizer is None)
+    values = stacked.detach()
+    if synchronizer is not None:
+        synchronizer.check_agree(
+            values.device, n_tasks=len(scalars), shared_numel=sum(p.numel() for p in shared)
+        )
+        (values,) = synchronizer.mean([values])
+        check_loss_values(values, note=f" (mean over {synchronizer.world_size} ranks)")
+    jacobian = list(
+        task_gradients(
+            losses if isinstance(losses, torch.Tensor) else scalars,
+            shared,
+            method=method,
+            chunk_size=chunk_size,
+            retain_graph=True,
+        )
     )
-    weights = weights_from_gram(gram_matrix(jacobian), stacked.detach())
+    if synchronizer is not None:
+        jacobian = synchronizer.mean(jacobian)
+    weights = weights_from_gram(gram_matrix(jacobian), values)
     return (weights.to(device=stacked.device, dtype=stacked.dtype) * stacked).sum()
