@@ -408,7 +408,7 @@ def optimiser_section(ctx: ExperimentContext) -> None:
         source="spec 07 §2.1, spec 08 §3 (derived)",
         note="Steps with a first-order ascent (⟨Δθ, gᵢ⟩ above the rounding of θ'): "
         + ", ".join(f"{m} {sum(r['first_order_any'] for r in runs[(m, 'SGD')])}" for m in PROMISED)
-        + f" of {len(seeds) * sizes.steps}. MGDA's (seeds 3 and 4 of --full) come from steps "
+        + f" of {len(seeds) * sizes.steps}. MGDA's (if any) come from steps "
         "where the min-norm solver reports info.pareto_stationary (in Gram form ‖u‖² is below "
         "its resolution, 16nε·maxᵢ‖gᵢ‖², the ink gradient being ~10⁴× the others) and "
         "mtl_backward still applies u.",
