@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import kexue.experiments.mtl as mtl
+import kexue.experiments.mtl_optim as mtl_optim
 from kexue.report import Verdict, run_experiments
 
 TINY = mtl.Sizes(
@@ -21,25 +22,33 @@ TINY = mtl.Sizes(
     toy_grid=2,
     toy_steps=4000,
 )
+TINY_OPTIM = mtl_optim.Sizes(
+    seeds=2,
+    steps=4,
+    train=100,
+    runs=tuple((m, o) for m in mtl_optim.PROMISED for o in ("SGD", "Adam", "Adam + NoAscentStep")),
+)
 
 
 def test_mtl_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mtl, "QUICK", TINY)
+    monkeypatch.setattr(mtl_optim, "QUICK", TINY_OPTIM)
     (result,) = run_experiments(["mtl"], out=tmp_path, echo=False)
     assert result.status == "ok", result.error
     claims = {claim.claim_id: claim for claim in result.claims}
     assert set(claims) == {
         "C7.9", "C6.10", "E6.1", "pitfall 06.2", "E7.3-cost", "C6.3 (training)", "E6.2/E7.4",
-        "E7.5 / C7.7",
+        "E7.5 / C7.7", "opt-SGD", "opt-Adam", "opt-fix",
     }  # fmt: skip
     # Exact statements: they hold at any training budget.
-    for claim_id in ("C7.9", "C6.3 (training)", "E7.5 / C7.7"):
+    for claim_id in ("C7.9", "C6.3 (training)", "E7.5 / C7.7", "opt-fix"):
         assert claims[claim_id].verdict is Verdict.REPRODUCED, claims[claim_id]
     # 128 MultiMNIST pairs for one epoch cannot train a usable model: the comparison is gated.
     assert claims["E6.2/E7.4"].verdict is Verdict.INCONCLUSIVE
     titles = [table.title for table in result.tables]
     assert any(title.startswith("Digits, four tasks") for title in titles)
     assert any(title.startswith("MultiMNIST") for title in titles)
+    assert any("SGD vs Adam" in title for title in titles)
     for figure in ("pareto_toy.png", "digits_tasks.png"):
         assert (tmp_path / "mtl" / figure).stat().st_size > 1000
 

@@ -13,6 +13,9 @@ Parts (each finished run is cached, so a killed run resumes where it stopped):
    disjoint per-task minibatches (E7.5: orthogonal representation gradients, α ∝ 1/‖∇_H Lᵢ‖²).
 3. The 2-D Pareto toy (spec 07 E7.1, C7.9): GD on f₁+f₂ vs MGDA and the unit-gradient sum from a
    grid of starts; the Pareto segment; the loss that GD increases and MGDA does not.
+4. Optimiser interaction (issue 20, :mod:`kexue.experiments.mtl_optim`): how often each gradient
+   method's applied step raises a task's loss under SGD and under Adam, and the remedies
+   (:class:`kexue.mtl.NoAscentStep`; SGD on the trunk with Adam on the heads).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from ..report import Check, ExperimentContext, check_at_least, check_at_most, re
 from ..utils import seed_everything
 from ._plotting import frame_toy_axis, plot_trajectories, pyplot
 from ._tables import format_mean_std
+from .mtl_optim import optimiser_section
 
 TRANSLATION = 100.0  # spec 06 E6.1: +100 added to the parity task's loss
 POWER_MEANS = (-1.0, 0.0, 1.0, 2.0)  # spec 06 E6.1, on raw and on prior-normalised losses
@@ -1096,6 +1100,7 @@ def run(ctx: ExperimentContext) -> None:
     _toy_section(ctx, sizes)
     _digits_section(ctx, sizes)
     _multi_section(ctx, sizes)
+    optimiser_section(ctx)
     ctx.summary = (
         "Two posts on multi-task learning. The first (8870) argues that task losses should be "
         "weighted so that the total is invariant to each loss's scale — dividing by an initial, "

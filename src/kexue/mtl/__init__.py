@@ -30,6 +30,11 @@ form), :func:`project_mixed` (several main tasks on the simplex plus auxiliary t
 :class:`L2AsAuxiliary` (L2 regularisation without a coefficient, coupled or decoupled) and the
 baselines :func:`gradient_cosine_gate` / :class:`GradCosine` (GCS) and :func:`gglm_mask` with
 :func:`per_sample_gradients` (gradient-guided loss masking).
+
+Optimiser interaction: the no-ascent promises of MGDA and of the primary/auxiliary projection are
+about the direction; :class:`NoAscentStep` projects the step an optimiser actually applies (Adam's
+preconditioned, momentum-averaged one included) onto the cone where no task loss rises to first
+order (specs 07 §2.1, 08 §3).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from ._backward import GRADIENT_NORMALIZATIONS, MGDA, GramWeighting, MTLBackward
 from ._checks import LossesLike
 from ._gradients import JACOBIAN_METHODS, JacobianMethod, gram_matrix, task_gradients
 from ._min_norm import MIN_NORM_METHODS, MinNormInfo, MinNormMethod, min_norm_weights
+from ._no_ascent import NoAscentStep
 from ._power_mean import GEOMETRIC_GAMMA_TOL, power_mean, power_mean_weights
 from ._references import (
     binary_cross_entropy_init_loss,
@@ -99,6 +105,7 @@ __all__ = [
     "MTLBackwardResult",
     "MinNormInfo",
     "MinNormMethod",
+    "NoAscentStep",
     "PowerMean",
     "PrimaryAuxInfo",
     "PrimaryAuxSolver",
