@@ -30,7 +30,13 @@ import numpy as np
 import pytest
 import torch
 
-from kexue.mtl import MGDA, min_norm_weights, mtl_backward, primary_auxiliary_direction
+from kexue.mtl import (
+    MGDA,
+    MinNormInfo,
+    min_norm_weights,
+    mtl_backward,
+    primary_auxiliary_direction,
+)
 
 from .exact_qp import (
     DIGITS,
@@ -227,3 +233,23 @@ def test_mtl_backward_primary_auxiliary_writes_the_exact_projection() -> None:
             assert inner >= -64 * EPS, (family, inner)
             if size >= 1e-10:
                 assert relative * size <= 1e-9 * size + 64 * EPS, (family, relative)
+
+
+def test_mtl_backward_zeroes_what_the_solver_cannot_resolve() -> None:
+    """u* at 5e-8 of the largest gradient: above mtl_backward's own ‖u‖ test (1e-8) but below
+    the Gram form's resolution (‖u‖² ≤ 16Tε·max‖gᵢ‖²); the solver reports it and mtl_backward
+    writes u = 0 instead of a direction that may raise a loss (issue 20: MGDA + SGD on digits)."""
+    rng = np.random.default_rng(11)
+    base = rng.standard_normal((3, 5))
+    direction = rng.standard_normal(5)
+    grads = base - rng.dirichlet(np.ones(3)) @ base
+    grads += 5e-8 * np.abs(grads).max() * direction / np.linalg.norm(direction)
+    theta = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+    result = mtl_backward(_linear_losses(grads, theta), [theta], aggregator="mgda")
+    check = _Checker(grads)
+    assert 1e-8 < check.ratio < _gram_floor(3)
+    assert isinstance(result.info, MinNormInfo)
+    assert result.info.pareto_stationary
+    assert result.pareto_stationary
+    assert theta.grad is not None
+    assert not bool(theta.grad.any())

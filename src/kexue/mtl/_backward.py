@@ -415,7 +415,9 @@ def mtl_backward(
     (``"auto"``/``"vmap"``/``"loop"``) and ``chunk_size`` as in :func:`kexue.mtl.task_gradients`.
     When the shared update u = Σwᵢgᵢ (computed explicitly) has ‖u‖ < ``stationary_tol`` times
     maxᵢ‖ĝᵢ‖ for MGDA (Pareto stationary, spec 07 §3.2 step 6; ĝ the pre-normalised gradients)
-    or times maxᵢ‖wᵢgᵢ‖ for other gradient aggregators, u is set to exactly 0 and
+    or times maxᵢ‖wᵢgᵢ‖ for other gradient aggregators, or when MGDA's solver reports
+    ``info.pareto_stationary`` (u below the Gram form's resolution, or a task that would ascend
+    beyond rounding: :class:`kexue.mtl.MinNormInfo`), u is set to exactly 0 and
     ``pareto_stationary`` is reported.
 
     **Data parallel** (``torch.distributed``, e.g. under ``DistributedDataParallel``): with
@@ -631,6 +633,12 @@ def mtl_backward(
     else:  # relative to the largest weighted term: u vanishes only by cancellation
         reference_sq = float((weights.to(diagonal) ** 2 * diagonal).max())
     stationary = reference_sq == 0.0 or norm_sq <= stationary_tol**2 * reference_sq
+    solver_info = getattr(agg, "info", None)
+    if isinstance(agg, MGDA) and isinstance(solver_info, MinNormInfo):
+        # the min-norm solver's own verdict: u below float64's resolution (in Gram form ‖u‖² ≤
+        # 16Tε·max‖ĝᵢ‖²) or a task that would ascend beyond rounding (issue 20: MGDA + SGD
+        # raised a loss in 6 of 1,500 digits steps where only the solver saw it)
+        stationary = stationary or solver_info.pareto_stationary
     if stationary:
         update = [torch.zeros_like(u) for u in update]
     _check_update(update, shared, "shared_parameters", shared_jac)
