@@ -255,6 +255,15 @@ def _reachable_leaves(
     return found
 
 
+def _trainable(params: Sequence[torch.Tensor], name: str) -> list[torch.Tensor]:
+    """``params`` without the frozen ones (``requires_grad=False``: no ``.grad`` is written, as
+    ``loss.backward()`` leaves them); ValueError when none is left."""
+    kept = [p for p in params if p.requires_grad]
+    if not kept:
+        raise ValueError(f"every tensor of {name} is frozen (requires_grad=False)")
+    return kept
+
+
 def _accumulate(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
     """``p.grad += g`` (``p.grad = g`` when unset), like ``backward`` does."""
     for p, g in zip(params, grads, strict=True):
@@ -263,6 +272,30 @@ def _accumulate(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -
             p.grad = g.detach().clone()
         else:
             p.grad.add_(g)
+
+
+def _weighted_head_backward(
+    scalars: Sequence[torch.Tensor],
+    task: Sequence[torch.Tensor],
+    weights: torch.Tensor,
+    retain_graph: bool,
+) -> None:
+    """Task-specific ``.grad += Σᵢ wᵢ∇Lᵢ`` by one backward of ``Σᵢ sg(wᵢ)·Lᵢ`` (spec 07 §3.2
+    step 5; issue 20): the heads' per-task gradients are never formed; zeros where unused."""
+    pairs = [(loss, w) for loss, w in zip(scalars, weights, strict=True) if loss.requires_grad]
+    if not pairs:
+        _accumulate(task, [torch.zeros_like(p) for p in task])
+        return
+    grads = torch.autograd.grad(
+        [loss for loss, _ in pairs],
+        list(task),
+        grad_outputs=[w.to(device=loss.device, dtype=loss.dtype) for loss, w in pairs],
+        retain_graph=retain_graph,
+        allow_unused=True,
+    )
+    _accumulate(
+        task, [torch.zeros_like(p) if g is None else g for p, g in zip(task, grads, strict=True)]
+    )
 
 
 def _combine(weights: torch.Tensor, jacobian: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -288,7 +321,9 @@ def mtl_backward(
 ) -> MTLBackwardResult:
     """Backpropagate task losses through an aggregator into ``.grad`` (spec 07 §3.2).
 
-    ``shared_parameters`` — the shared trunk (default: every leaf that ``features`` depends on);
+    ``shared_parameters`` — the shared trunk (default: every leaf that ``features`` depends on;
+    frozen tensors, ``requires_grad=False``, in it or in ``task_parameters`` are skipped and get
+    no ``.grad``);
     ``features`` — the shared representation(s) H (needed for ``"mgda_ub"``; for exact
     gradient aggregators it is optional and, when given, the per-task gradients are computed as
     ``J_H·∂H/∂θ``: one vmapped VJP through the encoder, so losses must depend on the shared
@@ -314,8 +349,11 @@ def mtl_backward(
     feats: list[torch.Tensor] | None = None
     if features is not None:
         feats = check_tensor_list(features, "features")
-    if shared_parameters is not None:
-        shared = check_tensor_list(shared_parameters, "shared_parameters")
+    if shared_parameters is not None:  # frozen parameters are skipped (issue 20)
+        shared = _trainable(
+            check_tensor_list(shared_parameters, "shared_parameters", requires_grad=False),
+            "shared_parameters",
+        )
     elif feats is not None:
         shared = _reachable_leaves(feats)
         if not shared:
@@ -323,7 +361,11 @@ def mtl_backward(
     else:
         raise TypeError("give shared_parameters, or features to infer them from")
     if task_parameters is not None:
-        task = check_tensor_list(task_parameters, "task_parameters")
+        task = [
+            p
+            for p in check_tensor_list(task_parameters, "task_parameters", requires_grad=False)
+            if p.requires_grad
+        ]
     else:
         shared_ids = {id(p) for p in shared}
         task = [p for p in _reachable_leaves(scalars, feats or ()) if id(p) not in shared_ids]
@@ -357,28 +399,32 @@ def mtl_backward(
         )
     method: str = jacobian_method
     loss_arg: LossesLike = stacked if isinstance(losses, torch.Tensor) else scalars
+    # Issue 20: only the shared (or feature) Jacobian is formed; the heads get Σᵢwᵢ∇Lᵢ from ONE
+    # weighted backward once the weights are known, so the graph stays until that pass.
+    keep_graph = retain_graph or bool(task)
+    feature_jac: list[torch.Tensor] = []
+    shared_jac: list[torch.Tensor] = []
     if feats is None:
-        jacobian = task_gradients(
-            loss_arg,
-            shared + task,
-            method=method,  # type: ignore[arg-type]
-            chunk_size=chunk_size,
-            retain_graph=retain_graph,
+        shared_jac = list(
+            task_gradients(
+                loss_arg,
+                shared,
+                method=method,  # type: ignore[arg-type]
+                chunk_size=chunk_size,
+                retain_graph=keep_graph,
+            )
         )
-        shared_jac, task_jac = list(jacobian[: len(shared)]), list(jacobian[len(shared) :])
-        feature_jac: list[torch.Tensor] = []
     else:
-        jacobian = task_gradients(
-            loss_arg,
-            feats + task,
-            method=method,  # type: ignore[arg-type]
-            chunk_size=chunk_size,
-            retain_graph=True,
+        feature_jac = list(
+            task_gradients(
+                loss_arg,
+                feats,
+                method=method,  # type: ignore[arg-type]
+                chunk_size=chunk_size,
+                retain_graph=True,
+            )
         )
-        feature_jac = list(jacobian[: len(feats)])
-        task_jac = list(jacobian[len(feats) :])
-        shared_jac = []
-        if source == "shared":
+        if source == "shared":  # gᵢ = (∂Lᵢ/∂H)·∂H/∂θ: T VJPs through the trunk only
             shared_jac = batched_vjp(
                 feats,
                 shared,
@@ -387,15 +433,17 @@ def mtl_backward(
                 chunk_size=chunk_size,
                 retain_graph=retain_graph,
             )
-    gram = gram_matrix(shared_jac if source == "shared" else feature_jac)
+            feature_jac = []
+    reference = shared_jac if source == "shared" else feature_jac
+    gram = gram_matrix(reference)
     weights = agg.weights_from_gram(gram, values)
     if not isinstance(weights, torch.Tensor) or weights.shape != (len(scalars),):
         raise TypeError(f"weights_from_gram must return a [{len(scalars)}] tensor")
     weights = weights.detach()
 
     # Shared update u = Σ wᵢ gᵢ, exactly 0 at a Pareto-stationary point.
-    reference = shared_jac if source == "shared" else feature_jac
     update = _combine(weights, reference)
+    del reference, shared_jac, feature_jac  # the Jacobian is not needed any more
     norm_sq = sum(float(u.detach().to(torch.float64).pow(2).sum()) for u in update)
     diagonal = torch.diagonal(gram).to(torch.float64)
     if isinstance(agg, MGDA):  # spec 07 §3.2: relative to maxᵢ‖ĝᵢ‖ (gradients the solver saw)
@@ -415,9 +463,10 @@ def mtl_backward(
             torch.autograd.backward(
                 feats, grad_tensors=update, inputs=shared, retain_graph=retain_graph
             )
+    del update
     if task:
         head_weights = weights if scaling == "alpha" else torch.ones_like(weights)
-        _accumulate(task, _combine(head_weights, task_jac))
+        _weighted_head_backward(scalars, task, head_weights, retain_graph)
     info = getattr(agg, "info", None)
     return MTLBackwardResult(
         weights=weights,
