@@ -336,7 +336,15 @@ def mtl_backward(
 
     Gradients are *accumulated* into ``.grad`` like ``loss.backward()``; the graph is freed
     after the last pass unless ``retain_graph``. Per-task gradients: ``jacobian_method``
-    (``"auto"``/``"vmap"``/``"loop"``) and ``chunk_size`` as in :func:`kexue.mtl.task_gradients`.
+    (``"auto"``/``"vmap"``/``"loop"``; ``"auto"`` takes the loop while ``torch.compile`` traces)
+    and ``chunk_size`` as in :func:`kexue.mtl.task_gradients`.
+
+    Memory (issue 20): only the Jacobian the weights need is formed — ``[T, *p.shape]`` for the
+    shared parameters (or ``[T, *H.shape]`` for MGDA-UB), rows written in place, its Gram matrix
+    up-cast to float64 a column chunk at a time — and freed once u is formed; task-specific
+    parameters never get per-task gradients: they receive Σᵢ hᵢ∇Lᵢ (hᵢ = wᵢ, or 1 with
+    ``head_scaling="none"``) from one backward of Σᵢ sg(hᵢ)Lᵢ after the weights are known (spec 07
+    §3.2 step 5). Cost: T backward passes (or one vmapped) plus that one.
     When the shared update u = Σwᵢgᵢ (computed explicitly) has ‖u‖ < ``stationary_tol`` times
     maxᵢ‖ĝᵢ‖ for MGDA (Pareto stationary, spec 07 §3.2 step 6; ĝ the pre-normalised gradients)
     or times maxᵢ‖wᵢgᵢ‖ for other gradient aggregators, u is set to exactly 0 and
