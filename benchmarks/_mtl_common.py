@@ -21,18 +21,25 @@ class StepConfig:
     batch: int
     classes: int = 10
     lr: float = 0.01
+    head_hidden: int = 0  # > 0: "heavy" heads Linear(width, hidden)-ReLU-Linear(hidden, classes)
 
 
 def build_model(config: StepConfig, n_tasks: int, device: str) -> tuple[nn.Module, nn.ModuleList]:
-    """The shared trunk (Linear-ReLU per layer) and ``n_tasks`` linear heads, seed 0."""
+    """The shared trunk (Linear-ReLU per layer) and ``n_tasks`` heads (linear, or two-layer
+    with ``config.head_hidden`` hidden units), seed 0."""
     torch.manual_seed(0)
     layers: list[nn.Module] = []
     for a, b in zip(config.sizes[:-1], config.sizes[1:], strict=True):
         layers += [nn.Linear(a, b), nn.ReLU()]
     trunk = nn.Sequential(*layers).to(device)
-    heads = nn.ModuleList(nn.Linear(config.sizes[-1], config.classes) for _ in range(n_tasks)).to(
-        device
-    )
+    width, hidden = config.sizes[-1], config.head_hidden
+
+    def head() -> nn.Module:
+        if hidden <= 0:
+            return nn.Linear(width, config.classes)
+        return nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, config.classes))
+
+    heads = nn.ModuleList(head() for _ in range(n_tasks)).to(device)
     return trunk, heads
 
 

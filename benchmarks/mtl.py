@@ -1,7 +1,7 @@
 """Benchmark of ``kexue.mtl`` against LibMTL's and torchjd's MGDA (spec 07 E7.2, spec 12 §5).
 
 ``python benchmarks/mtl.py [--quick] [--device cuda] [--threads N (default 1)] [--rounds R]
-[--tasks 2,4,10] [--solver-tasks 2,4,10,40] [--seeds S]``
+[--tasks 2,4,10] [--solver-tasks 2,4,10,40] [--scaling-tasks 2,4,10,40] [--seeds S]``
 
 Anchors (spec 12 §9), installed with ``pip install --no-deps libmtl==1.1.5 torchjd==0.18.0`` so that
 torch is never replaced; a missing anchor is reported and its rows are skipped. LibMTL declares
@@ -47,7 +47,20 @@ the import only.
    of ``mtl_backward``). A first step from the same initialisation checks that the exact-MGDA
    implementations write the same shared gradient.
 
-Targets (issue 8, spec 12 §5.4): solver ≤ 1 ms for T ≤ 10, weights equal to 10⁻⁶ (or the
+   The harness's CPU memory proxy (bytes saved for backward) is the same for every method of
+   this part (only the forward saves tensors), so it is not reported here (0); see part 3.
+3. **Time and peak memory against T** (issue 20 item 3; ``--scaling-tasks``, default 2, 4, 10,
+   40): a trunk MLP 784-1024-1024 with T linear heads, and the same trunk with "heavy" heads
+   (Linear(1024, 1024)-ReLU-Linear(1024, 10) each), batch 256: linear scalarisation, kexue
+   ``mtl_backward`` exact MGDA (loop, vmap, through the features), torchjd 0.18 and LibMTL
+   MGDA. Time: the harness's interleaved rounds against linear scalarisation. Peak memory: on
+   CUDA ``torch.cuda.max_memory_allocated`` over one step; on CPU the peak resident-set growth of
+   one step in a fresh subprocess per (method, model, T) (one warm-up step, every ``.grad`` freed
+   as ``zero_grad()`` does, VmHWM reset through ``/proc/self/clear_refs``, minus VmRSS before the
+   step; glibc's mmap threshold fixed at 128 KiB so freed blocks leave the resident set).
+
+Targets (issue 8, spec 12 §5.4; issue 20 for part 3: memory ≤ 3× linear scalarisation at T = 10,
+heavy heads no more than torchjd): solver ≤ 1 ms for T ≤ 10, weights equal to 10⁻⁶ (or the
 difference explained); per step ≤ (T+1)× linear scalarisation for gradient methods, ≤ 1.2× for loss
 weightings.
 """
@@ -59,8 +72,11 @@ import contextlib
 import dataclasses
 import importlib
 import importlib.metadata
+import json
 import math
+import os
 import statistics
+import subprocess
 import sys
 import time
 import types
@@ -138,6 +154,10 @@ KEXUE_GRADIENT_METHODS = (
 )
 LIBMTL_METHODS = ("LibMTL MGDA", "LibMTL MGDA (rep_grad)")
 TORCHJD_METHODS = ("torchjd MGDA",)
+SCALING_KEXUE = ("kexue mgda (params, loop)", "kexue mgda (params, vmap)", "kexue mgda (features)")
+SCALING_TASKS = (2, 4, 10, 40)
+QUICK_SCALING_TASKS = (2, 4)
+MEMORY_TARGET = 3.0
 BASELINE = "linear scalarization"
 INSTALL = "pip install --no-deps libmtl==1.1.5 torchjd==0.18.0"
 
@@ -515,9 +535,12 @@ def training_step(
     libmtl: Any,
     torchjd: Any,
     record: dict[str, Any] | None = None,
+    params_out: list[torch.Tensor] | None = None,
 ) -> Step:
     """One SGD step of method ``name`` on its own copy of the model (same initialisation).
-    ``record``, when given, receives the last step's weights (for the agreement check)."""
+    ``record``, when given, receives the last step's weights (for the agreement check);
+    ``params_out``, when given, receives every trained parameter (the memory probe frees their
+    ``.grad`` before the measured step)."""
     trunk, heads = build_model(config, n_tasks, device)
     x, y = make_batch(config, n_tasks, device)
     shared = list(trunk.parameters())
@@ -536,6 +559,8 @@ def training_step(
         params += list(weighting.parameters())
     optimizer = torch.optim.SGD(params, lr=config.lr)
     store = record if record is not None else {}
+    if params_out is not None:
+        params_out.extend(params)
 
     def keep_shared_grad() -> None:  # agreement check only: the update before the SGD step
         if record is not None:
@@ -679,6 +704,165 @@ def rep_grad_agreement(
 
 
 # ----------------------------------------------------------------------------------------------
+# Part 3: time and peak memory against T (issue 20 item 3)
+
+
+def scaling_configs(quick: bool) -> dict[str, StepConfig]:
+    """The wide trunk with linear heads, and the same trunk with heavy two-layer heads."""
+    if quick:
+        return {  # large enough for the resident size to register (a few MiB)
+            "trunk 128-512-512": StepConfig((128, 512, 512), 64),
+            "heavy heads": StepConfig((128, 512, 512), 64, head_hidden=512),
+        }
+    return {
+        "trunk 784-1024-1024": StepConfig((784, 1024, 1024), 256),
+        "heavy heads": StepConfig((784, 1024, 1024), 256, head_hidden=1024),
+    }
+
+
+def scaling_methods(libmtl: Any, torchjd: Any) -> tuple[str, ...]:
+    names = [BASELINE, *SCALING_KEXUE]
+    if torchjd is not None:
+        names += TORCHJD_METHODS
+    if libmtl is not None:
+        names.append("LibMTL MGDA")
+    return tuple(names)
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def memory_probe(name: str, n_tasks: int, config: StepConfig) -> int:
+    """Peak RSS growth (bytes) of one training step of ``name`` in a fresh interpreter
+    (:func:`_probe_main`). glibc's mmap threshold is fixed at 128 KiB there, so large blocks are
+    returned to the system when freed and the resident size follows the live tensors."""
+    spec = json.dumps({"name": name, "n_tasks": n_tasks, "config": dataclasses.asdict(config)})
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+    command = [sys.executable, str(Path(__file__).resolve()), "--memory-probe", spec]
+    output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+    return int(json.loads(output.strip().splitlines()[-1])["bytes"])
+
+
+def _probe_main(spec: str) -> None:
+    """One warm-up step, every ``.grad`` set to None (as ``zero_grad()`` does), then the
+    high-water mark (VmHWM) is reset through /proc/self/clear_refs and the measured step's peak
+    minus the resident size before it is printed (bytes). Without /proc, ``ru_maxrss`` growth (a
+    lower bound)."""
+    import gc
+    import resource
+
+    args = json.loads(spec)
+    torch.set_num_threads(1)
+    name, n_tasks = args["name"], int(args["n_tasks"])
+    config = StepConfig(**{**args["config"], "sizes": tuple(args["config"]["sizes"])})
+    libmtl = load_libmtl()[0] if name in LIBMTL_METHODS else None
+    torchjd = load_torchjd()[0] if name in TORCHJD_METHODS else None
+    params: list[torch.Tensor] = []
+    step = training_step(name, n_tasks, config, "cpu", libmtl, torchjd, params_out=params)
+    step()
+    for param in params:
+        param.grad = None
+    gc.collect()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        before = _status_kib("VmRSS")
+        step()
+        growth = _status_kib("VmHWM") - before
+    except OSError:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        step()
+        growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    print(json.dumps({"bytes": max(0, growth) * 1024}))  # KiB on Linux
+
+
+def scaling_benchmark(
+    libmtl: Any, torchjd: Any, tasks: Sequence[int], settings: Settings
+) -> tuple[list[Row], dict[str, Any]]:
+    """Part 3: per (model, T), every method's step time (interleaved, against linear
+    scalarisation) and peak memory (CUDA: ``max_memory_allocated``; CPU: :func:`memory_probe`)."""
+    rows: list[Row] = []
+    table: list[dict[str, Any]] = []
+    names = scaling_methods(libmtl, torchjd)
+    cuda = settings.device.startswith("cuda")
+    for label, config in scaling_configs(settings.quick).items():
+        for n_tasks in tasks:
+            group = f"{label}, T={n_tasks}"
+            steps = {
+                name: training_step(name, n_tasks, config, settings.device, libmtl, torchjd)
+                for name in names
+            }
+            group_rows = measure(group, steps, BASELINE, settings, warmup=1, measure_memory=cuda)
+            del steps
+            for row in group_rows:
+                if not cuda:
+                    row.memory_bytes = memory_probe(row.method, n_tasks, config)
+            base = next(r for r in group_rows if r.method == BASELINE)
+            for row in group_rows:
+                table.append(
+                    {
+                        "model": label, "n_tasks": n_tasks, "method": row.method,
+                        "median_ms": row.median_ms, "time_ratio": row.ratio,
+                        "time_target": float(n_tasks + 1), "peak_bytes": row.memory_bytes,
+                        "memory_ratio": (
+                            row.memory_bytes / base.memory_bytes if base.memory_bytes else None
+                        ),
+                    }
+                )  # fmt: skip
+            rows += group_rows
+    configs = {label: dataclasses.asdict(c) for label, c in scaling_configs(settings.quick).items()}
+    memory = (
+        "peak torch.cuda.max_memory_allocated during one step"
+        if cuda
+        else "peak RSS growth of one step in a fresh subprocess (after a warm-up step and "
+        "with every .grad freed; glibc mmap threshold 128 KiB)"
+    )
+    return rows, {"configs": configs, "table": table, "memory_measure": memory}
+
+
+def scaling_markdown(part3: dict[str, Any]) -> list[str]:
+    """Per model: time ×baseline and peak MiB (×baseline) for every method and T."""
+    table = part3["table"]
+    tasks = sorted({t["n_tasks"] for t in table})
+    lines = [
+        "## Time and peak memory against T (issue 20 item 3; targets for exact MGDA: time ≤ "
+        f"(T+1)×, memory ≤ {MEMORY_TARGET:g}× linear scalarization at T = 10)",
+        "",
+        f"Memory: {part3['memory_measure']}. Cells: time × baseline / peak MiB (× baseline).",
+    ]
+    for model, config in part3["configs"].items():
+        head = (
+            f"{config['head_hidden']}-unit two-layer heads"
+            if config["head_hidden"]
+            else "linear heads"
+        )
+        lines += [
+            "",
+            f"### {model}: trunk {'-'.join(map(str, config['sizes']))}, {head} "
+            f"({config['classes']} classes, CE), batch {config['batch']}, float32, SGD",
+            "",
+            "| method | " + " | ".join(f"T={n}" for n in tasks) + " |",
+            "|---|" + "---:|" * len(tasks),
+        ]
+        cells = {(t["method"], t["n_tasks"]): t for t in table if t["model"] == model}
+        for method in dict.fromkeys(t["method"] for t in table):
+            values = []
+            for n in tasks:
+                cell = cells.get((method, n))
+                values.append(
+                    "—"
+                    if cell is None
+                    else f"{cell['time_ratio']:.2f}× / {cell['peak_bytes'] / 2**20:.1f} MiB "
+                    f"({fmt(cell['memory_ratio'], '.2f')}×)"
+                )
+            lines.append(f"| {method} | " + " | ".join(values) + " |")
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------
 
 
 def solver_notes(part1: dict[str, Any], quirks: dict[str, str]) -> list[str]:
@@ -741,12 +925,20 @@ def step_notes(
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, write ``<out>/mtl.{json,md}``, print the table; return the JSON."""
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "--memory-probe":  # the subprocess of memory_probe
+        _probe_main(argv[1])
+        return {}
     defaults = Settings(rounds=8, min_run_time=0.2)  # spec 12 §9: median of ≥ 8 rounds
     parser = argparse.ArgumentParser(description=(__doc__ or NAME).splitlines()[0])
     add_common_args(parser, defaults)
     parser.add_argument("--tasks", default=None, help="comma-separated T of the step part")
     parser.add_argument("--solver-tasks", default=None, help="comma-separated T of the solvers")
     parser.add_argument("--seeds", type=int, default=None, help="problems per family (3; quick 1)")
+    parser.add_argument(
+        "--scaling-tasks", default=None, help="comma-separated T of the time/memory part"
+    )
     parser.set_defaults(threads=1)  # two threads on a busy 2-core machine run far slower
     args = parser.parse_args(argv)
     settings = settings_from_args(args, defaults)
@@ -778,13 +970,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         steps = {
             name: training_step(name, n_tasks, config, device, libmtl, torchjd) for name in names
         }
-        rows += measure(group, steps, BASELINE, settings)
+        # The CPU memory proxy (bytes saved for backward) is the same for every method here:
+        # peak memory is measured in part 3 instead.
+        rows += measure(group, steps, BASELINE, settings, measure_memory=device != "cpu")
     agreement = step_agreement(config, max(step_tasks), device, libmtl, torchjd)
     rep_grad = (
         rep_grad_agreement(config, max(step_tasks), device, libmtl) if libmtl is not None else {}
     )
     targets = check_targets(rows, n_tasks_of, LOSS_WEIGHTINGS, "loss weighting")
     elapsed["steps_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    scaling_tasks = parse_ints(args.scaling_tasks, QUICK_SCALING_TASKS if quick else SCALING_TASKS)
+    scaling_rows, part3 = scaling_benchmark(libmtl, torchjd, scaling_tasks, settings)
+    rows += scaling_rows
+    elapsed["scaling_s"] = time.perf_counter() - started
 
     summary = part1["summary"]
     auto = [s for s in summary if s["solver"] == "kexue auto"]
@@ -804,6 +1003,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         *solver_notes(part1, quirks),
         "",
         *step_notes(agreement, rep_grad, targets, n_tasks_of),
+        "",
+        *scaling_markdown(part3),
     ]
     if quick:
         notes += [
@@ -821,6 +1022,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "step_agreement": agreement,
         "rep_grad_agreement": rep_grad,
         "step_targets": targets,
+        "scaling": part3,
         "elapsed": elapsed,
     }
     json_path, md_path = write_results(NAME, rows, settings, extra, notes)

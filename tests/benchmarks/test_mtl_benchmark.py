@@ -37,6 +37,7 @@ def test_quick_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anchors: boo
     threads = torch.get_num_threads()
     try:  # one thread: oversubscribed threads on a busy 2-core machine are much slower
         args = ["--quick", "--tasks", "2", "--solver-tasks", "2,4", "--threads", "1"]
+        args += ["--scaling-tasks", "2"]
         bench.main([*args, "--out", str(tmp_path)])
     finally:
         torch.set_num_threads(threads)
@@ -44,17 +45,33 @@ def test_quick_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anchors: boo
     assert (tmp_path / "mtl.md").read_text().startswith("# Benchmark `mtl`")
     assert result["settings"]["rounds"] == 2
 
-    methods = [row["method"] for row in result["rows"]]
+    step_rows = [row for row in result["rows"] if not row["group"].endswith(", T=2")]
+    methods = [row["method"] for row in step_rows]
     expected = [bench.BASELINE, *bench.LOSS_WEIGHTINGS, *bench.KEXUE_GRADIENT_METHODS]
     if anchors:
         expected += [*bench.LIBMTL_METHODS, *bench.TORCHJD_METHODS]
     assert methods == expected
-    for row in result["rows"]:
+
+    # Part 3: time and peak memory (fresh subprocess per method) on both models.
+    scaling = result["scaling"]["table"]
+    scaled = [bench.BASELINE, *bench.SCALING_KEXUE]
+    if anchors:
+        scaled += [*bench.TORCHJD_METHODS, "LibMTL MGDA"]
+    assert [t["method"] for t in scaling] == scaled * 2
+    assert {t["model"] for t in scaling} == set(result["scaling"]["configs"])
+    for cell in scaling:
+        assert cell["n_tasks"] == 2
+        assert cell["peak_bytes"] >= 0  # the resident-size growth, KiB resolution
+        assert cell["time_ratio"] > 0
+        if cell["method"] == bench.BASELINE and cell["peak_bytes"] > 0:
+            assert cell["memory_ratio"] == 1.0
+    for row in step_rows:
         assert 0 < row["median_ms"] < math.inf
         assert len(row["rounds_ms"]) == 2
         if row["method"] == row["baseline"]:
             assert row["ratio"] == 1.0
     assert len(result["step_targets"]) == len(expected) - 1
+    assert "Time and peak memory against T" in (tmp_path / "mtl.md").read_text()
 
     # kexue's default solver reaches the exact optimum on every problem where α is unique.
     summary = result["solvers"]["summary"]

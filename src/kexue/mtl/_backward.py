@@ -299,6 +299,15 @@ def _unreached(roots: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -
     return sorted(missing)
 
 
+def _trainable(params: Sequence[torch.Tensor], name: str) -> list[torch.Tensor]:
+    """``params`` without the frozen ones (``requires_grad=False``: no ``.grad`` is written, as
+    ``loss.backward()`` leaves them); ValueError when none is left."""
+    kept = [p for p in params if p.requires_grad]
+    if not kept:
+        raise ValueError(f"every tensor of {name} is frozen (requires_grad=False)")
+    return kept
+
+
 def _accumulate(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
     """``p.grad += g`` (``p.grad = g`` when unset), like ``backward`` does."""
     for p, g in zip(params, grads, strict=True):
@@ -307,6 +316,42 @@ def _accumulate(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -
             p.grad = g.detach().clone()
         else:
             p.grad.add_(g)
+
+
+def _head_gradients(
+    scalars: Sequence[torch.Tensor],
+    task: Sequence[torch.Tensor],
+    weights: torch.Tensor,
+    retain_graph: bool,
+) -> list[torch.Tensor]:
+    """Task-specific Σᵢ wᵢ∇Lᵢ from one backward of ``Σᵢ sg(wᵢ)·Lᵢ`` (spec 07 §3.2 step 5;
+    issue 20): the heads' per-task gradients are never formed; zeros where unused. A non-finite
+    result names the task when the graph is kept (``retain_graph``), else the tensor."""
+    pairs = [(loss, w) for loss, w in zip(scalars, weights, strict=True) if loss.requires_grad]
+    if not pairs:
+        return [torch.zeros_like(p) for p in task]
+    grads = torch.autograd.grad(
+        [loss for loss, _ in pairs],
+        list(task),
+        grad_outputs=[w.to(device=loss.device, dtype=loss.dtype) for loss, w in pairs],
+        retain_graph=retain_graph,
+        allow_unused=True,
+    )
+    result = [torch.zeros_like(p) if g is None else g for p, g in zip(task, grads, strict=True)]
+    if retain_graph and not all(bool(torch.isfinite(g).all()) for g in result):
+        for index, loss in enumerate(scalars):  # the error path only: per-task gradients
+            if not loss.requires_grad:
+                continue
+            rows = torch.autograd.grad(loss, list(task), retain_graph=True, allow_unused=True)
+            blocks = [(torch.zeros_like(p) if g is None else g).unsqueeze(0)
+                      for p, g in zip(task, rows, strict=True)]  # fmt: skip
+            message = _nonfinite_message(0, blocks, "task_parameters", "")
+            if message is not None:
+                message = message.replace("losses[0]", f"losses[{index}]", 1)
+                raise ValueError(
+                    f"{message}; fix the model or the loss before the multi-task backward"
+                )
+    return result
 
 
 def _combine(weights: torch.Tensor, jacobian: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -364,6 +409,7 @@ def _check_update(
     params: Sequence[torch.Tensor],
     name: str,
     jacobian: Sequence[torch.Tensor],
+    note: str | None = None,
 ) -> None:
     """ValueError if the update of ``params`` is not finite, naming the task (from the per-task
     ``jacobian`` rows when given) and the tensor."""
@@ -378,7 +424,9 @@ def _check_update(
                 break
     if message is None:
         message = f"the gradient w.r.t. {name}[{j}] is not finite"
-        message += " (on another rank)" if jacobian else " (backward from the features)"
+        if note is None:
+            note = " (on another rank)" if jacobian else " (backward from the features)"
+        message += note
     raise ValueError(f"{message}; fix the model or the loss before the multi-task backward")
 
 
@@ -399,7 +447,9 @@ def mtl_backward(
 ) -> MTLBackwardResult:
     """Backpropagate task losses through an aggregator into ``.grad`` (spec 07 §3.2).
 
-    ``shared_parameters`` — the shared trunk (default: every leaf that ``features`` depends on);
+    ``shared_parameters`` — the shared trunk (default: every leaf that ``features`` depends on;
+    frozen tensors, ``requires_grad=False``, in it or in ``task_parameters`` are skipped and get
+    no ``.grad``);
     ``features`` — the shared representation(s) H (needed for ``"mgda_ub"``; for exact
     gradient aggregators it is optional and, when given, the per-task gradients are computed as
     ``J_H·∂H/∂θ``: one vmapped VJP through the encoder, so losses must depend on the shared
@@ -412,7 +462,15 @@ def mtl_backward(
 
     Gradients are *accumulated* into ``.grad`` like ``loss.backward()``; the graph is freed
     after the last pass unless ``retain_graph``. Per-task gradients: ``jacobian_method``
-    (``"auto"``/``"vmap"``/``"loop"``) and ``chunk_size`` as in :func:`kexue.mtl.task_gradients`.
+    (``"auto"``/``"vmap"``/``"loop"``; ``"auto"`` takes the loop while ``torch.compile`` traces)
+    and ``chunk_size`` as in :func:`kexue.mtl.task_gradients`.
+
+    Memory (issue 20): only the Jacobian the weights need is formed — ``[T, *p.shape]`` for the
+    shared parameters (or ``[T, *H.shape]`` for MGDA-UB), rows written in place, its Gram matrix
+    up-cast to float64 a column chunk at a time — and freed once u is formed; task-specific
+    parameters never get per-task gradients: they receive Σᵢ hᵢ∇Lᵢ (hᵢ = wᵢ, or 1 with
+    ``head_scaling="none"``) from one backward of Σᵢ sg(hᵢ)Lᵢ after the weights are known (spec 07
+    §3.2 step 5). Cost: T backward passes (or one vmapped) plus that one.
     When the shared update u = Σwᵢgᵢ (computed explicitly) has ‖u‖ < ``stationary_tol`` times
     maxᵢ‖ĝᵢ‖ for MGDA (Pareto stationary, spec 07 §3.2 step 6; ĝ the pre-normalised gradients)
     or times maxᵢ‖wᵢgᵢ‖ for other gradient aggregators, or when MGDA's solver reports
@@ -474,8 +532,11 @@ def mtl_backward(
                 "static_graph=True in its first step, returns copies of its outputs: wrap only "
                 "the shared trunk in DDP and apply the heads to its output)"
             )
-    if shared_parameters is not None:
-        shared = check_tensor_list(shared_parameters, "shared_parameters")
+    if shared_parameters is not None:  # frozen parameters are skipped (issue 20)
+        shared = _trainable(
+            check_tensor_list(shared_parameters, "shared_parameters", requires_grad=False),
+            "shared_parameters",
+        )
     elif feats is not None:
         shared = _reachable_leaves(feats)
         if not shared:
@@ -484,7 +545,11 @@ def mtl_backward(
         raise TypeError("give shared_parameters, or features to infer them from")
     _check_devices(shared, "shared_parameters", device)
     if task_parameters is not None:
-        task = check_tensor_list(task_parameters, "task_parameters")
+        task = [
+            p
+            for p in check_tensor_list(task_parameters, "task_parameters", requires_grad=False)
+            if p.requires_grad
+        ]
     else:
         shared_ids = {id(p) for p in shared}
         task = [p for p in _reachable_leaves(scalars, feats or ()) if id(p) not in shared_ids]
@@ -554,28 +619,32 @@ def mtl_backward(
         )
     method: str = jacobian_method
     loss_arg: LossesLike = stacked if isinstance(losses, torch.Tensor) else scalars
+    # Issue 20: only the shared (or feature) Jacobian is formed; the heads get Σᵢwᵢ∇Lᵢ from ONE
+    # weighted backward once the weights are known, so the graph stays until that pass.
+    keep_graph = retain_graph or bool(task)
+    feature_jac: list[torch.Tensor] = []
+    shared_jac: list[torch.Tensor] = []
     if feats is None:
-        jacobian = task_gradients(
-            loss_arg,
-            shared + task,
-            method=method,  # type: ignore[arg-type]
-            chunk_size=chunk_size,
-            retain_graph=retain_graph,
+        shared_jac = list(
+            task_gradients(
+                loss_arg,
+                shared,
+                method=method,  # type: ignore[arg-type]
+                chunk_size=chunk_size,
+                retain_graph=keep_graph,
+            )
         )
-        shared_jac, task_jac = list(jacobian[: len(shared)]), list(jacobian[len(shared) :])
-        feature_jac: list[torch.Tensor] = []
     else:
-        jacobian = task_gradients(
-            loss_arg,
-            feats + task,
-            method=method,  # type: ignore[arg-type]
-            chunk_size=chunk_size,
-            retain_graph=True,
+        feature_jac = list(
+            task_gradients(
+                loss_arg,
+                feats,
+                method=method,  # type: ignore[arg-type]
+                chunk_size=chunk_size,
+                retain_graph=True,
+            )
         )
-        feature_jac = list(jacobian[: len(feats)])
-        task_jac = list(jacobian[len(feats) :])
-        shared_jac = []
-        if source == "shared":
+        if source == "shared":  # gᵢ = (∂Lᵢ/∂H)·∂H/∂θ: T VJPs through the trunk only
             shared_jac = batched_vjp(
                 feats,
                 shared,
@@ -601,7 +670,8 @@ def mtl_backward(
         raise TypeError(f"weights_from_gram must return a [{len(scalars)}] tensor")
     weights = weights.detach()
     head_weights = weights if scaling == "alpha" else torch.ones_like(weights)
-    head_update = _combine(head_weights, task_jac) if task else []
+    # issue 20: the heads' Σᵢhᵢ∇Lᵢ from one weighted backward, never T per-task gradients
+    head_update = _head_gradients(scalars, task, head_weights, retain_graph) if task else []
 
     # Shared update u = Σ wᵢ gᵢ, exactly 0 at a Pareto-stationary point.
     if source == "shared":
@@ -642,7 +712,9 @@ def mtl_backward(
     if stationary:
         update = [torch.zeros_like(u) for u in update]
     _check_update(update, shared, "shared_parameters", shared_jac)
-    _check_update(head_update, task, "task_parameters", task_jac)
+    del shared_jac, feature_jac  # the Jacobian is not needed any more (issue 20)
+    _check_update(head_update, task, "task_parameters", [],
+                  " (on another rank, or pass retain_graph=True to name the task)")  # fmt: skip
     _accumulate(shared, update)
     if task:
         _accumulate(task, head_update)

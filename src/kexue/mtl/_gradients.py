@@ -11,7 +11,8 @@ Two ways to compute ``J[i] = ∇ L_i`` w.r.t. a list of tensors (parameters or f
 ``"auto"`` uses vmap for several tasks on an accelerator and the loop otherwise: on CPU the loop
 was faster in every case measured (MLP 784-256-256, batch 256, 1 thread: 6.6 vs 7.8 ms for 2
 tasks, 28.6 vs 32.9 ms for 10; benchmarks/mtl.py). The Gram matrix ``M = JJᵀ`` is formed
-in float64 one input tensor at a time (only one block is ever up-cast).
+in float64 one input tensor at a time, a chunk of columns at a time (the Jacobian is never up-cast
+as a whole; issue 20).
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ def batched_vjp(
     last row unless ``retain_graph``.
     """
     rows = int(cotangents[0].shape[0])
-    pieces: list[list[torch.Tensor]] = [[] for _ in inputs]
     if method == "loop":
+        # One row at a time into preallocated [R, *x.shape] blocks (no list to concatenate).
+        blocks = [item.new_zeros((rows, *item.shape)) for item in inputs]
         for r in range(rows):
             grads = torch.autograd.grad(
                 list(outputs),
@@ -87,35 +89,41 @@ def batched_vjp(
                 retain_graph=retain_graph or r < rows - 1,
                 allow_unused=True,
             )
-            for piece, grad in zip(pieces, _materialize(grads, inputs, None), strict=True):
-                piece.append(grad.unsqueeze(0))
-    else:
-        step = rows if chunk_size is None else chunk_size
-        for start in range(0, rows, step):
-            stop = min(start + step, rows)
-            try:
-                grads = torch.autograd.grad(
-                    list(outputs),
-                    list(inputs),
-                    grad_outputs=[c[start:stop] for c in cotangents],
-                    retain_graph=retain_graph or stop < rows,
-                    allow_unused=True,
-                    is_grads_batched=True,
-                )
-            except RuntimeError as error:
-                if "batch" in str(error).lower() or "vmap" in str(error).lower():
-                    raise RuntimeError(f"{_VMAP_HINT} ({error})") from error
-                raise
-            for piece, grad in zip(pieces, _materialize(grads, inputs, stop - start), strict=True):
-                piece.append(grad)
+            for block, grad in zip(blocks, grads, strict=True):
+                if grad is not None:
+                    block[r].copy_(grad)
+            del grads
+        return blocks
+    pieces: list[list[torch.Tensor]] = [[] for _ in inputs]
+    step = rows if chunk_size is None else chunk_size
+    for start in range(0, rows, step):
+        stop = min(start + step, rows)
+        try:
+            batched = torch.autograd.grad(
+                list(outputs),
+                list(inputs),
+                grad_outputs=[c[start:stop] for c in cotangents],
+                retain_graph=retain_graph or stop < rows,
+                allow_unused=True,
+                is_grads_batched=True,
+            )
+        except RuntimeError as error:
+            if "batch" in str(error).lower() or "vmap" in str(error).lower():
+                raise RuntimeError(f"{_VMAP_HINT} ({error})") from error
+            raise
+        for piece, grad in zip(pieces, _materialize(batched, inputs, stop - start), strict=True):
+            piece.append(grad)
     return [torch.cat(piece, dim=0) if len(piece) > 1 else piece[0] for piece in pieces]
 
 
 def resolve_jacobian_method(method: str, n_tasks: int, device: torch.device) -> str:
     """The concrete method ``"auto"`` stands for: ``"vmap"`` for several tasks on an accelerator,
-    ``"loop"`` otherwise (one task, or CPU, where T backward passes beat the batched VJP)."""
+    ``"loop"`` otherwise (one task, or CPU, where T backward passes beat the batched VJP, or while
+    ``torch.compile`` traces: ``torch.compiler.is_compiling()``, issue 20)."""
     if method != "auto":
         return method
+    if torch.compiler.is_compiling():  # batched autograd.grad does not trace under torch.compile
+        return "loop"
     return "vmap" if n_tasks > 1 and device.type != "cpu" else "loop"
 
 
@@ -151,21 +159,21 @@ def task_gradients(
             "that require grad"
         )
     if resolve_jacobian_method(method, n_tasks, stacked.device) == "loop":
-        pieces: list[list[torch.Tensor]] = [[] for _ in items]
+        # Rows are written into preallocated [T, *x.shape] blocks as they come (stacking a list
+        # of T gradients would hold the Jacobian twice at the end).
+        blocks = [item.new_zeros((n_tasks, *item.shape)) for item in items]
         last = max(i for i, loss in enumerate(scalars) if loss.requires_grad)
         for i, loss in enumerate(scalars):
-            if loss.requires_grad:
-                grads: Sequence[torch.Tensor | None] = torch.autograd.grad(
-                    loss,
-                    items,
-                    retain_graph=retain_graph or i < last,
-                    allow_unused=True,
-                )
-            else:
-                grads = [None] * len(items)
-            for piece, grad in zip(pieces, _materialize(grads, items, None), strict=True):
-                piece.append(grad)
-        return tuple(torch.stack(piece) for piece in pieces)
+            if not loss.requires_grad:
+                continue
+            grads: Sequence[torch.Tensor | None] = torch.autograd.grad(
+                loss, items, retain_graph=retain_graph or i < last, allow_unused=True
+            )
+            for block, grad in zip(blocks, grads, strict=True):
+                if grad is not None:
+                    block[i].copy_(grad)
+            del grads
+        return tuple(blocks)
     eye = torch.eye(n_tasks, dtype=stacked.dtype, device=stacked.device)
     return tuple(
         batched_vjp(
@@ -205,10 +213,29 @@ def gram_matrix(jacobian: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor
                 f"jacobian blocks disagree on the number of tasks: {n_tasks} and "
                 f"{block.shape[0]} (block {index})"
             )
-        flat = block.detach().reshape(n_tasks, -1).to(torch.float64)
-        part = flat @ flat.T
+        part = _block_gram(block.detach().reshape(n_tasks, -1))
         total = part if total is None else total + part
     assert total is not None
+    return total
+
+
+_GRAM_CHUNK = 1 << 18  # elements of a float64 column chunk (2 MiB): bounds the up-cast copy
+
+
+def _block_gram(flat: torch.Tensor) -> torch.Tensor:
+    """``flat @ flat.T`` in float64 for a ``[T, n]`` block; a lower-precision block is up-cast
+    a chunk of columns at a time (at most ``_GRAM_CHUNK`` elements), never as a whole copy."""
+    if flat.dtype == torch.float64:
+        return flat @ flat.T
+    n_tasks, width = flat.shape
+    step = max(1, _GRAM_CHUNK // max(1, n_tasks))
+    if width <= step:
+        part = flat.to(torch.float64)
+        return part @ part.T
+    total = flat.new_zeros((n_tasks, n_tasks), dtype=torch.float64)
+    for start in range(0, width, step):
+        part = flat[:, start : start + step].to(torch.float64)
+        total.addmm_(part, part.T)
     return total
 
 
