@@ -22,7 +22,7 @@ import torch
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
 from ..utils import progress
-from ._objectives import _check_samples, check_data, check_log_prob_shapes
+from ._objectives import _check_samples, check_data, check_log_prob_shapes, decoder_log_prob
 from ._protocol import LatentVariableModel, check_model
 
 __all__ = ["LogLikelihoodEstimate", "bits_per_dim", "dequantized_bits_per_dim", "log_likelihood"]
@@ -187,7 +187,7 @@ def _estimate_chunk(
             else:
                 z = proposal.sample(torch.Size([count]))
             terms = {
-                "decode(z).log_prob(x)": model.decode(z).log_prob(batch),
+                "decode(z).log_prob(x)": decoder_log_prob(model, z, batch),
                 "prior().log_prob(z)": prior.log_prob(z),
                 "encode(x).log_prob(z)": proposal.log_prob(z),
             }
