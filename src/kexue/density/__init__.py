@@ -27,7 +27,7 @@ from ._models import (
 from ._objectives import iwae_loss, log_weights, multi_sample_vae_loss, vae_loss
 from ._protocol import LatentVariableModel, check_model
 from ._training import DensityTrainingConfig, binarize, train_density_model
-from .oracle import LinearGaussian, WithProposal
+from .oracle import LinearGaussian, LinearGaussianMixture, WithProposal
 
 __all__ = [
     "BernoulliDecoder",
@@ -38,6 +38,7 @@ __all__ = [
     "LatentModel",
     "LatentVariableModel",
     "LinearGaussian",
+    "LinearGaussianMixture",
     "LogLikelihoodEstimate",
     "TwoLayerModel",
     "WithProposal",
