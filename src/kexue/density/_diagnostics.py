@@ -70,6 +70,8 @@ def pareto_k(top_log_weights: torch.Tensor, rounding: torch.Tensor | None = None
     values = torch.sort(top_log_weights.to(torch.float64), dim=1).values  # threshold first
     rows, width = values.shape
     n = width - 1
+    if width < 2:  # one weight says nothing about the others
+        return torch.full((rows,), math.nan, dtype=torch.float64, device=values.device)
     tolerance = torch.zeros(rows, dtype=torch.float64) if rounding is None else rounding
     spread = values[:, -1] - values[:, 0]
     no_tail = ~(spread > tolerance.to(values.device))
