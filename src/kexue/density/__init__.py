@@ -8,6 +8,7 @@ prior), never the post's swapped p/q letters (spec 02 §0).
 
 from __future__ import annotations
 
+from ._ais import AISEstimate, ais_log_likelihood, sigmoid_schedule
 from ._likelihood import (
     LogLikelihoodEstimate,
     bits_per_dim,
@@ -30,6 +31,7 @@ from ._training import DensityTrainingConfig, binarize, train_density_model
 from .oracle import LinearGaussian, LinearGaussianMixture, WithProposal
 
 __all__ = [
+    "AISEstimate",
     "BernoulliDecoder",
     "ChainDistribution",
     "DensityTrainingConfig",
@@ -42,6 +44,7 @@ __all__ = [
     "LogLikelihoodEstimate",
     "TwoLayerModel",
     "WithProposal",
+    "ais_log_likelihood",
     "binarize",
     "bits_per_dim",
     "check_model",
@@ -51,6 +54,7 @@ __all__ = [
     "log_likelihood",
     "log_weights",
     "multi_sample_vae_loss",
+    "sigmoid_schedule",
     "standard_normal",
     "train_density_model",
     "vae_loss",

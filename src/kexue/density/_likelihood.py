@@ -358,7 +358,7 @@ def _estimate_chunk(
             rounding = torch.maximum(
                 rounding,
                 magnitude.max(dim=0).values.to(torch.float64)
-                * (64 * torch.finfo(terms["prior().log_prob(z)"].dtype).eps),
+                * (1024 * torch.finfo(terms["prior().log_prob(z)"].dtype).eps),
             )
             top = torch.topk(torch.cat([top, weights.T], dim=1), keep, dim=1).values
     log_sum = torch.log(sum_weights) + running_max
