@@ -6,6 +6,13 @@ which drops the remainder when ``M`` is not a multiple of its batch size). Per p
 returns the effective sample size ``ESS = (Σw)² / Σw²`` and the delta-method standard error
 ``sqrt((M / ESS - 1) / M)`` of ``log p̂``, all computed in log space and accumulated in float64.
 
+That standard error cannot exceed 1 nat and is far too small under heavy weight tails (issue 21:
+with an under-dispersed encoder ±2 SE covered the truth 70-88 % of the time; with the prior as
+proposal in 50 dimensions the error was -1,180 nats on average). So the estimator also keeps the
+``ceil(min(M/5, 3√M)) + 1`` largest log weights per point (streamed with ``topk``, hence chunk
+invariant), fits their generalized Pareto tail (PSIS k̂) and returns an interval calibrated for
+that tail index, or flags the point as unreliable (:mod:`kexue.density._diagnostics`).
+
 Randomness: for Gaussian proposals (``Normal``, ``Independent(Normal)``, ``MultivariateNormal``)
 the noise of point ``n`` comes from its own generator seeded by ``(seed, n)``, so the estimate does
 not depend on how points and samples are chunked (C2.8). Other proposals are sampled with
