@@ -8,6 +8,7 @@ prior), never the post's swapped p/q letters (spec 02 §0).
 
 from __future__ import annotations
 
+from ._ais import AISEstimate, ais_log_likelihood, sigmoid_schedule
 from ._likelihood import (
     LogLikelihoodEstimate,
     bits_per_dim,
@@ -27,9 +28,10 @@ from ._models import (
 from ._objectives import iwae_loss, log_weights, multi_sample_vae_loss, vae_loss
 from ._protocol import LatentVariableModel, check_model
 from ._training import DensityTrainingConfig, binarize, train_density_model
-from .oracle import LinearGaussian, WithProposal
+from .oracle import LinearGaussian, LinearGaussianMixture, WithProposal
 
 __all__ = [
+    "AISEstimate",
     "BernoulliDecoder",
     "ChainDistribution",
     "DensityTrainingConfig",
@@ -38,9 +40,11 @@ __all__ = [
     "LatentModel",
     "LatentVariableModel",
     "LinearGaussian",
+    "LinearGaussianMixture",
     "LogLikelihoodEstimate",
     "TwoLayerModel",
     "WithProposal",
+    "ais_log_likelihood",
     "binarize",
     "bits_per_dim",
     "check_model",
@@ -50,6 +54,7 @@ __all__ = [
     "log_likelihood",
     "log_weights",
     "multi_sample_vae_loss",
+    "sigmoid_schedule",
     "standard_normal",
     "train_density_model",
     "vae_loss",

@@ -9,14 +9,22 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.distributions import kl_divergence
+from torch.distributions import (
+    Bernoulli,
+    ContinuousBernoulli,
+    Distribution,
+    Independent,
+    kl_divergence,
+)
 
 from ._estimators import GRADIENT_ESTIMATORS, surrogate_iwae_losses
 from ._protocol import LatentVariableModel, check_model
 
 __all__ = [
     "check_data",
+    "check_decoder_support",
     "check_log_prob_shapes",
+    "decoder_log_prob",
     "iwae_loss",
     "log_weights",
     "multi_sample_vae_loss",
@@ -39,6 +47,47 @@ def check_data(x: object, name: str = "x") -> torch.Tensor:
     return x
 
 
+def check_decoder_support(distribution: Distribution, x: torch.Tensor, name: str = "x") -> None:
+    """A ``ValueError`` naming ``x`` when a Bernoulli (or continuous Bernoulli) decoder is asked for
+    the density of data outside ``[0, 1]`` (its ``log_prob`` would silently return a number: spec
+    02 §3.1 computes it as a binary cross-entropy, which accepts any real target)."""
+    base = distribution
+    while isinstance(base, Independent):
+        base = base.base_dist
+    if isinstance(base, Bernoulli | ContinuousBernoulli):
+        low, high = float(x.min()), float(x.max())
+        if low < 0 or high > 1:
+            raise ValueError(
+                f"{name} must lie in [0, 1] for a {type(base).__name__} decoder, got values in "
+                f"[{low:.4g}, {high:.4g}]; scale the data to [0, 1] (and binarise it, spec 02 "
+                "pitfall 6) or use a Gaussian decoder"
+            )
+
+
+def decoder_log_prob(model: LatentVariableModel, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``decode(z).log_prob(x)`` for latents ``z`` ``[S, B, ...]`` and data ``x`` ``[B, ...]`` as a
+    ``[S, B]`` tensor, calling the decoder on a flat batch ``[S·B, ...]``.
+
+    Any decoder that takes a batch of latents ``[N, d]`` works (convolutional decoders, user
+    modules that do not broadcast over an extra sample dimension: issue 21 item 4); the data are
+    repeated to ``[S·B, ...]`` to match and the result is reshaped back.
+    """
+    samples, points = z.shape[0], z.shape[1]
+    flat_z = z.reshape(samples * points, *z.shape[2:])
+    flat_x = x.unsqueeze(0).expand(samples, *x.shape).reshape(samples * points, *x.shape[1:])
+    distribution = model.decode(flat_z)
+    check_decoder_support(distribution, x)
+    log_prob: torch.Tensor = distribution.log_prob(flat_x)
+    if log_prob.shape != (samples * points,):
+        raise ValueError(
+            f"decode(z).log_prob(x) has shape {tuple(log_prob.shape)} for {samples * points} "
+            "latents and data points, expected one value per point: log_prob must sum over the "
+            "event dimensions; wrap per-dimension distributions in "
+            "torch.distributions.Independent(..., 1)"
+        )
+    return log_prob.reshape(samples, points)
+
+
 def _check_samples(num_samples: object) -> int:
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
@@ -53,7 +102,7 @@ def log_weights(model: LatentVariableModel, x: torch.Tensor, num_samples: int) -
     proposal = model.encode(x)
     z = proposal.rsample(torch.Size([num_samples]))  # [M, B, ...]
     terms = {
-        "decode(z).log_prob(x)": model.decode(z).log_prob(x),
+        "decode(z).log_prob(x)": decoder_log_prob(model, z, x),
         "prior().log_prob(z)": model.prior().log_prob(z),
         "encode(x).log_prob(z)": proposal.log_prob(z),
     }
@@ -148,7 +197,7 @@ def vae_loss(
         raise ValueError(f"beta must be a finite float >= 0, got {beta!r}")
     proposal = model.encode(x)
     z = proposal.rsample()
-    reconstruction = -model.decode(z).log_prob(x)
+    reconstruction = -decoder_log_prob(model, z.unsqueeze(0), x)[0]
     prior = model.prior()
     kl: torch.Tensor | None = None
     if analytic_kl:
