@@ -119,3 +119,20 @@ def test_bad_estimator_and_encoders_are_refused() -> None:
     with pytest.raises(TypeError, match="held fixed"):
         iwae_loss(OpaqueModel(4), x, 3, gradient_estimator="dreg")
     assert math.isfinite(float(iwae_loss(OpaqueModel(4), x, 3).detach()))
+
+
+def test_dreg_with_a_decoder_that_takes_flat_latents() -> None:
+    """DReG and STL hand the decoder a flat batch [M·B, d] like every other estimator."""
+
+    class FlatOnly(PerCopyModel):
+        def decode(self, z: torch.Tensor) -> Distribution:
+            if z.dim() != 2:
+                raise RuntimeError("this decoder takes [N, d] latents")
+            return super().decode(z)
+
+    model = FlatOnly(8)
+    x = torch.zeros(8, 4, dtype=torch.float64)
+    for estimator in ("dreg", "stl", "iwae"):
+        loss = iwae_loss(model, x, 5, gradient_estimator=estimator)
+        loss.backward()  # type: ignore[no-untyped-call]
+        assert math.isfinite(float(loss.detach()))

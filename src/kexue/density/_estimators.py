@@ -80,7 +80,7 @@ def surrogate_iwae_losses(
 ) -> torch.Tensor:
     """Per-point IWAE losses −(logsumexp_i log w_i − log M) ``[B]`` whose gradient is the
     ``estimator``'s (``"stl"`` or ``"dreg"``; module docstring)."""
-    from ._objectives import check_log_prob_shapes
+    from ._objectives import check_log_prob_shapes, decoder_log_prob
 
     proposal = model.encode(x)
     fixed = detached_distribution(proposal)
@@ -100,7 +100,7 @@ def surrogate_iwae_losses(
     holder = torch.ones(z.shape[:2], dtype=z.dtype, device=z.device)
     path = _ScaleGradient.apply(z, holder) if estimator == "dreg" else z  # type: ignore[no-untyped-call]
     terms = {
-        "decode(z).log_prob(x)": model.decode(path).log_prob(x),
+        "decode(z).log_prob(x)": decoder_log_prob(model, path, x),  # flat [M·B, d] latents
         "prior().log_prob(z)": model.prior().log_prob(path),
         "encode(x).log_prob(z)": fixed.log_prob(path),
     }
