@@ -672,8 +672,9 @@ def min_norm_weights(
         # ``rounding`` (a solver stopped early; at the optimum every ⟨gᵢ, u*⟩ ≥ ‖u*‖² ≥ 0)
         ascent = min_inner < 0.0 and bool(np.any(s < -rounding * norms))
         gap = max(norm_sq - min_inner, 0.0)
-        active = tuple(int(i) for i in np.nonzero(alpha > 0)[0])
-        spread = float(np.abs(s[list(active)] - norm_sq).max()) if active else 0.0
+        support = alpha > 0
+        active = tuple(np.flatnonzero(support).tolist())
+        spread = float(np.abs(s[support] - norm_sq).max()) if active else 0.0
         info = MinNormInfo(
             method=used,
             iterations=iterations,
