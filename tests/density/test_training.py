@@ -86,6 +86,8 @@ def test_binarize_protocols() -> None:
         ({"epochs": 0}, "epochs"),
         ({"objective": "vae", "num_samples": 5}, "one sample"),
         ({"lr": 0.0}, "lr"),
+        ({"objective": "iwae", "num_samples": 5, "gradient_estimator": "vimco"}, "gradient"),
+        ({"objective": "vae", "gradient_estimator": "dreg"}, "objective='iwae'"),
     ],
 )
 def test_bad_config(changes: dict[str, object], match: str) -> None:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..utils import Checkpointer, Config, atomic_write_json, make_generator, progress, read_json
+from ._estimators import GRADIENT_ESTIMATORS
 from ._objectives import check_data, iwae_loss, multi_sample_vae_loss, vae_loss
 
 __all__ = ["DensityTrainingConfig", "binarize", "train_density_model"]
@@ -35,9 +36,10 @@ class DensityTrainingConfig(Config):
     """Hyper-parameters of :func:`train_density_model`.
 
     ``objective``: ``vae`` (one sample, analytic KL), ``iwae`` (``num_samples`` importance samples)
-    or ``multi-sample-vae``. Adam with ``eps = 1e-4`` as in the IWAE paper. ``binarization``:
-    ``dynamic`` resamples binary pixels every epoch from the intensities, ``fixed`` uses one
-    draw (seeded), ``none`` trains on the data as given.
+    or ``multi-sample-vae``; ``gradient_estimator`` (``iwae``, ``dreg``, ``stl``; IWAE only) as in
+    :func:`~kexue.density.iwae_loss`. Adam with ``eps = 1e-4`` as in the IWAE paper.
+    ``binarization``: ``dynamic`` resamples binary pixels every epoch from the intensities,
+    ``fixed`` uses one draw (seeded), ``none`` trains on the data as given.
     """
 
     objective: Objective = "vae"
@@ -48,6 +50,7 @@ class DensityTrainingConfig(Config):
     adam_eps: float = 1e-4
     binarization: Binarization = "dynamic"
     seed: int = 0
+    gradient_estimator: str = "iwae"
 
     def __post_init__(self) -> None:
         if self.objective not in ("vae", "iwae", "multi-sample-vae"):
@@ -62,6 +65,16 @@ class DensityTrainingConfig(Config):
             raise ValueError("objective 'vae' uses one sample; use 'iwae' or 'multi-sample-vae'")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if self.gradient_estimator not in GRADIENT_ESTIMATORS:
+            raise ValueError(
+                f"gradient_estimator must be one of {list(GRADIENT_ESTIMATORS)}, got "
+                f"{self.gradient_estimator!r}"
+            )
+        if self.gradient_estimator != "iwae" and self.objective != "iwae":
+            raise ValueError(
+                f"gradient_estimator={self.gradient_estimator!r} estimates the IWAE bound's "
+                "gradient: use objective='iwae'"
+            )
 
 
 def train_density_model(
@@ -129,5 +142,6 @@ def _loss(model: nn.Module, batch: torch.Tensor, config: DensityTrainingConfig) 
     if config.objective == "vae":
         return vae_loss(model, batch)  # type: ignore[arg-type]
     if config.objective == "iwae":
-        return iwae_loss(model, batch, config.num_samples)  # type: ignore[arg-type]
+        return iwae_loss(model, batch, config.num_samples,  # type: ignore[arg-type]
+                         gradient_estimator=config.gradient_estimator)  # fmt: skip
     return multi_sample_vae_loss(model, batch, config.num_samples)  # type: ignore[arg-type]
