@@ -80,7 +80,7 @@ def surrogate_iwae_losses(
 ) -> torch.Tensor:
     """Per-point IWAE losses −(logsumexp_i log w_i − log M) ``[B]`` whose gradient is the
     ``estimator``'s (``"stl"`` or ``"dreg"``; module docstring)."""
-    from ._objectives import check_log_prob_shapes, decoder_log_prob
+    from ._objectives import latent_log_weights
 
     proposal = model.encode(x)
     fixed = detached_distribution(proposal)
@@ -99,17 +99,7 @@ def surrogate_iwae_losses(
     z = proposal.rsample(torch.Size([num_samples]))  # [M, B, ...]
     holder = torch.ones(z.shape[:2], dtype=z.dtype, device=z.device)
     path = _ScaleGradient.apply(z, holder) if estimator == "dreg" else z  # type: ignore[no-untyped-call]
-    terms = {
-        "decode(z).log_prob(x)": decoder_log_prob(model, path, x),  # flat [M·B, d] latents
-        "prior().log_prob(z)": model.prior().log_prob(path),
-        "encode(x).log_prob(z)": fixed.log_prob(path),
-    }
-    check_log_prob_shapes(terms, (num_samples, x.shape[0]))
-    log_w = (
-        terms["decode(z).log_prob(x)"]
-        + terms["prior().log_prob(z)"]
-        - terms["encode(x).log_prob(z)"]
-    )
+    log_w = latent_log_weights(model, path, x, fixed)  # [M, B]
     normalised = torch.softmax(log_w.detach(), dim=0)  # w̃ over the samples, [M, B]
     holder.copy_(normalised)  # DReG: the path through z carries a second factor w̃_i
     surrogate = -(normalised * log_w).sum(0)

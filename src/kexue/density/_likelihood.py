@@ -32,7 +32,7 @@ from torch.distributions import Distribution, Independent, MultivariateNormal, N
 
 from ..utils import progress
 from ._diagnostics import calibrated_interval, normal_quantile, pareto_k, tail_length
-from ._objectives import _check_samples, check_data, check_log_prob_shapes, decoder_log_prob
+from ._objectives import _check_samples, check_data, log_weight_terms
 from ._protocol import LatentVariableModel, check_model
 
 __all__ = ["LogLikelihoodEstimate", "bits_per_dim", "dequantized_bits_per_dim", "log_likelihood"]
@@ -339,12 +339,7 @@ def _estimate_chunk(
                 z = loc + _scale(eps, scale, is_tril)
             else:
                 z = proposal.sample(torch.Size([count]))
-            terms = {
-                "decode(z).log_prob(x)": decoder_log_prob(model, z, batch),
-                "prior().log_prob(z)": prior.log_prob(z),
-                "encode(x).log_prob(z)": proposal.log_prob(z),
-            }
-            check_log_prob_shapes(terms, (count, batch.shape[0]))
+            terms = log_weight_terms(model, z, batch, proposal, prior)
             weights = (
                 terms["decode(z).log_prob(x)"]
                 + terms["prior().log_prob(z)"]

@@ -26,6 +26,8 @@ __all__ = [
     "check_log_prob_shapes",
     "decoder_log_prob",
     "iwae_loss",
+    "latent_log_weights",
+    "log_weight_terms",
     "log_weights",
     "multi_sample_vae_loss",
     "vae_loss",
@@ -101,18 +103,44 @@ def log_weights(model: LatentVariableModel, x: torch.Tensor, num_samples: int) -
     num_samples = _check_samples(num_samples)
     proposal = model.encode(x)
     z = proposal.rsample(torch.Size([num_samples]))  # [M, B, ...]
+    return latent_log_weights(model, z, x, proposal).transpose(0, 1)
+
+
+def log_weight_terms(
+    model: LatentVariableModel,
+    z: torch.Tensor,
+    x: torch.Tensor,
+    proposal: Distribution,
+    prior: Distribution | None = None,
+) -> dict[str, torch.Tensor]:
+    """The three terms of ``log w`` for latents ``z`` ``[S, B, ...]``, each ``[S, B]`` and
+    checked: ``log decoder(x | z)`` (the decoder sees the latents flat, :func:`decoder_log_prob`),
+    ``log prior(z)`` (``prior`` defaults to ``model.prior()``) and ``log proposal(z)``."""
+    prior = model.prior() if prior is None else prior
     terms = {
         "decode(z).log_prob(x)": decoder_log_prob(model, z, x),
-        "prior().log_prob(z)": model.prior().log_prob(z),
+        "prior().log_prob(z)": prior.log_prob(z),
         "encode(x).log_prob(z)": proposal.log_prob(z),
     }
-    check_log_prob_shapes(terms, (num_samples, x.shape[0]))
-    weights = (
+    check_log_prob_shapes(terms, (z.shape[0], x.shape[0]))
+    return terms
+
+
+def latent_log_weights(
+    model: LatentVariableModel,
+    z: torch.Tensor,
+    x: torch.Tensor,
+    proposal: Distribution,
+    prior: Distribution | None = None,
+) -> torch.Tensor:
+    """``log w = log decoder(x | z) + log prior(z) − log proposal(z)`` ``[S, B]``
+    (:func:`log_weight_terms`)."""
+    terms = log_weight_terms(model, z, x, proposal, prior)
+    return (
         terms["decode(z).log_prob(x)"]
         + terms["prior().log_prob(z)"]
         - terms["encode(x).log_prob(z)"]
     )
-    return weights.transpose(0, 1)
 
 
 def check_log_prob_shapes(terms: dict[str, torch.Tensor], expected: tuple[int, int]) -> None:

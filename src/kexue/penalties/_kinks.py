@@ -121,12 +121,13 @@ def _piece(x: torch.Tensor, side: torch.Tensor, low: Any, high: Any) -> torch.Te
     return out
 
 
-class KinkRecorder(TorchFunctionMode):
-    """Record the pattern of every piecewise-linear call (module docstring) into ``patterns``."""
+def _wants_indices(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    return func in _RETURNS_INDICES or bool(_arg(args, kwargs, 6, "return_indices", False))
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.patterns: list[tuple[str, Any]] = []
+
+class _KinkMode(TorchFunctionMode):
+    """Passes every call through except the piecewise-linear ones on a tensor, which go to
+    ``_kink(kind, func, x, args, kwargs)``."""
 
     def __torch_function__(
         self,
@@ -139,14 +140,40 @@ class KinkRecorder(TorchFunctionMode):
         kind = _kind(func)
         if kind is None or not args or not isinstance(args[0], torch.Tensor):
             return func(*args, **kwargs)
-        x = args[0]
+        return self._kink(kind, func, args[0], args, kwargs)
+
+    def _kink(
+        self,
+        kind: str,
+        func: Callable[..., Any],
+        x: torch.Tensor,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        raise NotImplementedError
+
+
+class KinkRecorder(_KinkMode):
+    """Record the pattern of every piecewise-linear call (module docstring) into ``patterns``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patterns: list[tuple[str, Any]] = []
+
+    def _kink(
+        self,
+        kind: str,
+        func: Callable[..., Any],
+        x: torch.Tensor,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
         if kind == "pool":
             options = {k: v for k, v in kwargs.items() if k != "return_indices"}
             positional = args[:6]  # input, kernel, stride, padding, dilation, ceil_mode
             out, indices = _POOL[func](*positional, **options)
             self.patterns.append((kind, indices))
-            wants = func in _RETURNS_INDICES or bool(_arg(args, kwargs, 6, "return_indices", False))
-            return (out, indices) if wants else out
+            return (out, indices) if _wants_indices(func, args, kwargs) else out
         if kind == "minmax":
             other = _arg(args, kwargs, 1, "other", None)
             result = func(*args, **kwargs)
@@ -168,7 +195,7 @@ class KinkRecorder(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-class KinkReplayer(TorchFunctionMode):
+class KinkReplayer(_KinkMode):
     """Evaluate every piecewise-linear call on the piece recorded by a :class:`KinkRecorder`."""
 
     def __init__(self, patterns: list[tuple[str, Any]]) -> None:
@@ -198,24 +225,19 @@ class KinkReplayer(TorchFunctionMode):
             )
         return pattern
 
-    def __torch_function__(
+    def _kink(
         self,
+        kind: str,
         func: Callable[..., Any],
-        types: Any,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
+        x: torch.Tensor,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Any:
-        kwargs = kwargs or {}
-        kind = _kind(func)
-        if kind is None or not args or not isinstance(args[0], torch.Tensor):
-            return func(*args, **kwargs)
-        x = args[0]
         pattern = self._next(kind, x)
         if kind == "pool":
             spatial = _SPATIAL[func]
             out = x.flatten(-spatial).gather(-1, pattern.flatten(-spatial)).view(pattern.shape)
-            wants = func in _RETURNS_INDICES or bool(_arg(args, kwargs, 6, "return_indices", False))
-            return (out, pattern) if wants else out
+            return (out, pattern) if _wants_indices(func, args, kwargs) else out
         if kind in ("relu", "relu_"):
             return x.mul_(pattern) if kind == "relu_" or kwargs.get("inplace") else x * pattern
         if kind in ("leaky", "leaky_"):
