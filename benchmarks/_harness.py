@@ -20,6 +20,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shlex
 import statistics
 import subprocess
@@ -259,3 +260,27 @@ def write_results(
     _atomic_write(json_path, json.dumps(payload, indent=2) + "\n")
     _atomic_write(md_path, _markdown(name, rows, settings, notes))
     return json_path, md_path
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def peak_rss_growth_bytes(call: Callable[[], object]) -> int:
+    """Peak resident-memory growth of ``call()`` in this process (run it in a fresh interpreter):
+    the kernel's high-water mark VmHWM is reset through /proc/self/clear_refs, then read after
+    the call, minus the resident size before it. Without /proc, the growth of ``ru_maxrss`` (a
+    lower bound). Bytes, never negative."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        before = _status_kib("VmRSS")
+        call()
+        growth = _status_kib("VmHWM") - before
+    except OSError:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        call()
+        growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    return max(0, growth) * 1024  # KiB on Linux

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -50,6 +49,7 @@ from _harness import (
     Step,
     add_common_args,
     measure,
+    peak_rss_growth_bytes,
     settings_from_args,
     write_results,
 )
@@ -197,13 +197,6 @@ def memory_probe(kind: str, batch: int, n: int, method: str) -> int:
     return int(json.loads(output.strip().splitlines()[-1])["bytes"])
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
 def _probe_main(kind: str, batch: int, n: int, method: str) -> None:
     """Peak RSS growth of one call: the high-water mark (VmHWM) is reset through
     /proc/self/clear_refs after building the inputs, then read after the call, minus the resident
@@ -211,16 +204,7 @@ def _probe_main(kind: str, batch: int, n: int, method: str) -> None:
     torch.set_num_threads(1)
     (case,) = [c for c in CASE_BUILDERS[kind](batch, n) if c.method == method]
     step = case.build()
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        before = _status_kib("VmRSS")
-        step()
-        growth = _status_kib("VmHWM") - before
-    except OSError:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        step()
-        growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    print(json.dumps({"bytes": max(0, growth) * 1024}))  # KiB on Linux
+    print(json.dumps({"bytes": peak_rss_growth_bytes(step)}))
 
 
 def run_group(kind: str, group: str, batch: int, n: int, settings: Settings,

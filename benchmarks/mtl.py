@@ -98,6 +98,7 @@ from _harness import (
     Step,
     add_common_args,
     measure,
+    peak_rss_growth_bytes,
     settings_from_args,
     write_results,
 )
@@ -729,13 +730,6 @@ def scaling_methods(libmtl: Any, torchjd: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
 def memory_probe(name: str, n_tasks: int, config: StepConfig) -> int:
     """Peak RSS growth (bytes) of one training step of ``name`` in a fresh interpreter
     (:func:`_probe_main`). glibc's mmap threshold is fixed at 128 KiB there, so large blocks are
@@ -753,7 +747,6 @@ def _probe_main(spec: str) -> None:
     minus the resident size before it is printed (bytes). Without /proc, ``ru_maxrss`` growth (a
     lower bound)."""
     import gc
-    import resource
 
     args = json.loads(spec)
     torch.set_num_threads(1)
@@ -767,16 +760,7 @@ def _probe_main(spec: str) -> None:
     for param in params:
         param.grad = None
     gc.collect()
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        before = _status_kib("VmRSS")
-        step()
-        growth = _status_kib("VmHWM") - before
-    except OSError:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        step()
-        growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    print(json.dumps({"bytes": max(0, growth) * 1024}))  # KiB on Linux
+    print(json.dumps({"bytes": peak_rss_growth_bytes(step)}))
 
 
 def scaling_benchmark(
