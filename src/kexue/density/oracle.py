@@ -29,7 +29,26 @@ from ._protocol import LatentVariableModel
 __all__ = ["LinearGaussian", "LinearGaussianMixture", "WithProposal"]
 
 
-class LinearGaussian:
+class _LinearDecoder:
+    """The shared part of the oracles: ``x | z ~ N(A z + b, sigma_x² I)`` as ``decode`` and the
+    exact posterior as ``encode`` (the LatentVariableModel protocol; ``prior`` per oracle)."""
+
+    A: torch.Tensor
+    b: torch.Tensor
+    sigma_x: float
+
+    def posterior(self, x: torch.Tensor) -> Distribution:
+        raise NotImplementedError
+
+    def encode(self, x: torch.Tensor) -> Distribution:
+        return self.posterior(x)
+
+    def decode(self, z: torch.Tensor) -> Distribution:
+        loc = z @ self.A.T + self.b
+        return Independent(Normal(loc, torch.full_like(loc, self.sigma_x)), 1)
+
+
+class LinearGaussian(_LinearDecoder):
     """A :class:`~kexue.density.LatentVariableModel` whose encoder is the exact posterior.
 
     Args:
@@ -78,21 +97,14 @@ class LinearGaussian:
         noise = torch.randn(n, self.A.shape[0], generator=generator, dtype=self.A.dtype)
         return z @ self.A.T + self.b + self.sigma_x * noise
 
-    # LatentVariableModel protocol
-    def encode(self, x: torch.Tensor) -> Distribution:
-        return self.posterior(x)
-
-    def decode(self, z: torch.Tensor) -> Distribution:
-        loc = z @ self.A.T + self.b
-        return Independent(Normal(loc, torch.full_like(loc, self.sigma_x)), 1)
-
+    # LatentVariableModel protocol (encode, decode: _LinearDecoder)
     def prior(self) -> Distribution:
         k = self.A.shape[1]
         loc = torch.zeros(k, dtype=self.A.dtype, device=self.A.device)
         return Independent(Normal(loc, torch.ones_like(loc)), 1)
 
 
-class LinearGaussianMixture:
+class LinearGaussianMixture(_LinearDecoder):
     """A :class:`~kexue.density.LatentVariableModel` with a Gaussian-mixture prior, a linear
     Gaussian decoder and the exact (mixture) posterior as encoder; ``log p(x)`` in closed form.
 
@@ -186,14 +198,7 @@ class LinearGaussianMixture:
         noise = torch.randn(n, self.A.shape[0], generator=generator, dtype=self.A.dtype)
         return z @ self.A.T + self.b + self.sigma_x * noise
 
-    # LatentVariableModel protocol
-    def encode(self, x: torch.Tensor) -> Distribution:
-        return self.posterior(x)
-
-    def decode(self, z: torch.Tensor) -> Distribution:
-        loc = z @ self.A.T + self.b
-        return Independent(Normal(loc, torch.full_like(loc, self.sigma_x)), 1)
-
+    # LatentVariableModel protocol (encode, decode: _LinearDecoder)
     def prior(self) -> Distribution:
         return MixtureSameFamily(
             Categorical(logits=self.logits), MultivariateNormal(self.means, self.covariances)

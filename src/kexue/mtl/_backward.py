@@ -622,37 +622,25 @@ def mtl_backward(
     # Issue 20: only the shared (or feature) Jacobian is formed; the heads get Σᵢwᵢ∇Lᵢ from ONE
     # weighted backward once the weights are known, so the graph stays until that pass.
     keep_graph = retain_graph or bool(task)
-    feature_jac: list[torch.Tensor] = []
-    shared_jac: list[torch.Tensor] = []
-    if feats is None:
-        shared_jac = list(
-            task_gradients(
-                loss_arg,
-                shared,
-                method=method,  # type: ignore[arg-type]
-                chunk_size=chunk_size,
-                retain_graph=keep_graph,
-            )
+    jacobian = list(
+        task_gradients(
+            loss_arg,
+            shared if feats is None else feats,
+            method=method,  # type: ignore[arg-type]
+            chunk_size=chunk_size,
+            retain_graph=keep_graph if feats is None else True,  # the trunk's VJPs follow
         )
-    else:
-        feature_jac = list(
-            task_gradients(
-                loss_arg,
-                feats,
-                method=method,  # type: ignore[arg-type]
-                chunk_size=chunk_size,
-                retain_graph=True,
-            )
+    )
+    shared_jac, feature_jac = (jacobian, []) if feats is None else ([], jacobian)
+    if feats is not None and source == "shared":  # gᵢ = (∂Lᵢ/∂H)·∂H/∂θ: T VJPs, trunk only
+        shared_jac = batched_vjp(
+            feats,
+            shared,
+            feature_jac,
+            method=resolve_jacobian_method(method, len(scalars), feature_jac[0].device),
+            chunk_size=chunk_size,
+            retain_graph=retain_graph,
         )
-        if source == "shared":  # gᵢ = (∂Lᵢ/∂H)·∂H/∂θ: T VJPs through the trunk only
-            shared_jac = batched_vjp(
-                feats,
-                shared,
-                feature_jac,
-                method=resolve_jacobian_method(method, len(scalars), feature_jac[0].device),
-                chunk_size=chunk_size,
-                retain_graph=retain_graph,
-            )
     world = 1 if synchronizer is None else synchronizer.world_size
     if source == "shared":
         if synchronizer is not None:  # union-batch per-task gradients
