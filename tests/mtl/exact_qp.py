@@ -75,7 +75,9 @@ def _solve(matrix: Matrix, rhs: list[mp.mpf]) -> list[mp.mpf] | None:
     rounded away from 0 shows as a solution 10³⁰ times larger than the data allows)."""
     size_n = len(rhs)
     rows = [[*row, value] for row, value in zip(matrix, rhs, strict=True)]
-    for column in range(size_n):  # Gaussian elimination, partial pivoting, on lists of mpf
+    # Gaussian elimination with partial pivoting on lists of mpf: mpmath's lu_solve spends most of
+    # its time in matrix indexing (measured 3-4x slower on these 40 x 40 systems)
+    for column in range(size_n):
         pivot = max(range(column, size_n), key=lambda r: abs(rows[r][column]))
         if rows[pivot][column] == 0:
             return None
